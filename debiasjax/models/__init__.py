@@ -1,0 +1,8 @@
+"""Models: Savani's MLP, ResNet-18/34/50 with named stages, and taps into any named layer."""
+
+from debiasjax.models.mlp import MLP
+from debiasjax.models.resnet import BasicBlock, BottleneckBlock, ResNet, ResNet18, ResNet34, ResNet50
+from debiasjax.models.taps import Tap, tap, tap_from_functions
+
+__all__ = ["MLP", "ResNet", "ResNet18", "ResNet34", "ResNet50", "BasicBlock", "BottleneckBlock",
+           "Tap", "tap", "tap_from_functions"]

@@ -1,0 +1,71 @@
+"""Layer helpers shared by the models.
+
+``conv_general_dilated`` is a drop-in for ``jax.lax.conv_general_dilated`` that Flax's
+``nn.Conv(conv_general_dilated=...)`` accepts. XLA's CPU convolution is up to 80x below its
+usual throughput when the output map is tiny (a 3x3 conv producing 2x2 maps, as in stage 4 of a
+ResNet on 64x64 images: 534 ms vs 10 ms for the same 2x2x512->512 conv as shifted matmuls,
+batch 64, 2 cores). On the CPU backend such convs are computed as a sum of ``kh * kw`` shifted
+matrix products; everywhere else, and on every other backend, XLA's convolution is used. The
+modules stay plain ``nn.Conv``, so every tool that recognises ``nn.Conv`` (LRP rules, taps)
+sees an ordinary convolution.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+# Convs whose output has at most this many spatial positions take the matmul path on CPU.
+SMALL_OUTPUT_POSITIONS = 4
+
+_NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+
+
+def _explicit_padding(padding, in_hw, kernel_hw, strides):
+  if isinstance(padding, str):
+    return lax.padtype_to_pads(in_hw, kernel_hw, strides, padding)
+  return [tuple(p) for p in padding]
+
+
+def _shifted_matmul_conv(lhs, rhs, strides, pads):
+  """NHWC x HWIO convolution as a sum of strided-slice matmuls."""
+  kh, kw = rhs.shape[:2]
+  x = jnp.pad(lhs, ((0, 0), *pads, (0, 0)))
+  out_h = (x.shape[1] - kh) // strides[0] + 1
+  out_w = (x.shape[2] - kw) // strides[1] + 1
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      patch = x[:, i : i + strides[0] * (out_h - 1) + 1 : strides[0],
+                j : j + strides[1] * (out_w - 1) + 1 : strides[1], :]
+      term = jnp.einsum("bhwc,cf->bhwf", patch, rhs[i, j], precision=lax.Precision.HIGHEST)
+      out = term if out is None else out + term
+  return out
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None):
+  """``lax.conv_general_dilated`` with a fast CPU path for tiny output maps (see module doc)."""
+  def xla_conv(lhs, rhs):
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+        precision=precision, preferred_element_type=preferred_element_type)
+
+  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  plain = (lhs.ndim == 4 and dn == _NHWC and feature_group_count == 1
+           and batch_group_count == 1 and all(d == 1 for d in (lhs_dilation or (1, 1)))
+           and all(d == 1 for d in (rhs_dilation or (1, 1))))
+  if not plain:
+    return xla_conv(lhs, rhs)
+  strides = tuple(window_strides)
+  pads = _explicit_padding(padding, lhs.shape[1:3], rhs.shape[:2], strides)
+  out_h = (lhs.shape[1] + sum(pads[0]) - rhs.shape[0]) // strides[0] + 1
+  out_w = (lhs.shape[2] + sum(pads[1]) - rhs.shape[1]) // strides[1] + 1
+  if out_h * out_w > SMALL_OUTPUT_POSITIONS:
+    return xla_conv(lhs, rhs)
+  return lax.platform_dependent(
+      lhs, rhs, cpu=lambda a, b: _shifted_matmul_conv(a, b, strides, pads), default=xla_conv)

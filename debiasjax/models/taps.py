@@ -1,0 +1,101 @@
+"""Taps: pure access to one named layer of a model.
+
+A :class:`Tap` is two pure functions:
+
+* ``activations(variables, x) -> a``: the layer's output;
+* ``apply(variables, x, edit) -> model output``: the model with the layer's output replaced by
+  ``edit(a)``.
+
+Every activation-space method (P-ClArC, LEACE, mass-mean shift, RR-ClArC's gradient through
+``edit = lambda a: a + delta``) is written against a Tap, so it works for any Linen model and,
+through :func:`tap_from_functions`, for NNX, Equinox or plain functions. Both functions are safe
+under ``jit``, ``vmap`` (e.g. over stacked parameter sets) and ``grad``.
+
+Example:
+  t = tap(model, "stage4")
+  a = t.activations(variables, x)                       # [N, H, W, C]
+  logits = t.apply(variables, x, lambda a: a - a.mean((1, 2), keepdims=True))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import flax.linen as nn
+
+Edit = Callable[[Any], Any]
+
+
+class Tap(NamedTuple):
+  """Pure access to one layer: ``activations(variables, x)`` and ``apply(variables, x, edit)``."""
+  activations: Callable[..., Any]
+  apply: Callable[..., Any]
+
+
+def _layer_path(layer: str) -> tuple[str, ...]:
+  if not isinstance(layer, str) or not layer.strip("/"):
+    raise ValueError(f"layer: expected a module path such as 'stage3' or 'stage3/block1', got {layer!r}")
+  return tuple(part for part in layer.split("/") if part)
+
+
+def tap(model: nn.Module, layer: str, **apply_kwargs) -> Tap:
+  """Builds a :class:`Tap` at the Linen module ``layer`` (a ``/``-separated module path).
+
+  Args:
+    model: any Flax Linen module.
+    layer: path of a submodule, e.g. ``"stage3"`` or ``"stage3/block2"`` for our ResNets,
+      ``"layer10"`` for the MLP.
+    **apply_kwargs: default keyword arguments of ``model.apply`` (``train=False``,
+      ``mutable=...``, ``rngs=...``); per-call keyword arguments override them.
+
+  Returns:
+    A Tap. ``activations`` returns the output of the module's first ``__call__``; ``apply``
+    edits every call of that module (a module shared by several call sites is edited at each)
+    and returns whatever ``model.apply`` returns (``(out, updates)`` when ``mutable`` is set).
+
+  Raises:
+    ValueError: when ``layer`` names no module; the message lists the module paths.
+  """
+  path = _layer_path(layer)
+
+  def run(variables, x, edit: Optional[Edit], kwargs):
+    seen, captured = [], []
+
+    def interceptor(next_fun, args, kw, context):
+      out = next_fun(*args, **kw)
+      if context.method_name != "__call__":
+        return out
+      seen.append(context.module.path)
+      if context.module.path == path:
+        captured.append(out)
+        if edit is not None:
+          out = edit(out)
+      return out
+
+    with nn.intercept_methods(interceptor):
+      result = model.apply(variables, x, **{**apply_kwargs, **kwargs})
+    if not captured:
+      names = sorted({"/".join(p) for p in seen if p})
+      raise ValueError(f"layer: {layer!r} is not a module of {type(model).__name__}; "
+                       f"available: {', '.join(names)}")
+    return result, captured[0]
+
+  def activations(variables, x, **kwargs):
+    return run(variables, x, None, kwargs)[1]
+
+  def apply(variables, x, edit: Edit, **kwargs):
+    return run(variables, x, edit, kwargs)[0]
+
+  return Tap(activations, apply)
+
+
+def tap_from_functions(features: Callable[[Any, Any], Any], head: Callable[[Any, Any], Any]) -> Tap:
+  """Adapts any model split into ``features(variables, x) -> a`` and ``head(variables, a)``.
+
+  For NNX: ``graphdef, state = nnx.split(model)`` and ``features = lambda s, x:
+  nnx.merge(graphdef, s).features(x)``; for Equinox the model pytree is ``variables``.
+  """
+  def apply(variables, x, edit: Edit):
+    return head(variables, edit(features(variables, x)))
+
+  return Tap(features, apply)
