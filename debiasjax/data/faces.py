@@ -1,0 +1,196 @@
+"""Procedural faces: a smile to predict and an accessory that gives the protected group away.
+
+Each RGB image shows a simple face on a shirt. The *target* is visible in the face: the mouth
+bends up (smiling) or not. As with CelebA's ``Smiling`` the cue is ambiguous: mouth curvature is
+drawn from two overlapping distributions, so the face alone predicts the label with about 90 %
+accuracy. The *protected attribute* is a localised, unambiguous accessory: a necktie below the
+face (``accessory="tie"``) or a hat on the head (``accessory="hat"``). With a training
+correlation of phi = 0.8 the accessory predicts the label as well as the face does, and a
+classifier trained on such data leans on it: the shortcut the debiasing methods must remove.
+
+Nuisance variation (background, skin and shirt colours, face position and size, eye and mouth
+geometry, accessory colour and stripes, pixel noise) makes both cues require learning. Every
+image carries its accessory's region of interest (ROI) box, also for images without the
+accessory (the box where it would be), as saliency metrics need. Images are rendered in
+resolution-independent coordinates, so any size works; the same seed gives the same images.
+
+Example:
+  bench = faces_benchmark(phi=0.8, n_train=3000, n_debias=2000, n_test=2000, seed=0)
+  bench.train.x.shape   # (3000, 64, 64, 3), float32 in [0, 1]
+  bench.train.roi[0]    # (y0, x0, y1, x1) of the tie region
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from debiasjax.data.dataset import Benchmark, Split
+from debiasjax.data.splits import _binary_vector, _check_phi, cell_counts, split_report
+
+ACCESSORIES = ("tie", "hat")
+_SKIN = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.53], [0.76, 0.57, 0.42],
+                  [0.55, 0.38, 0.26], [0.40, 0.27, 0.18], [0.98, 0.87, 0.77]])
+_CHUNK = 256
+
+
+def _draw_params(rng: np.random.Generator, target: np.ndarray) -> dict:
+  """Per-image geometry and colours (all in unit image coordinates)."""
+  n = target.size
+  u = lambda lo, hi: rng.uniform(lo, hi, n)
+  rx = u(0.16, 0.21)
+  # Mouth curvature: overlapping normals, so the face predicts the label ~90 % of the time.
+  smile = rng.normal(np.where(target == 1, 0.55, -0.55), 0.45)
+  return dict(
+      bg=rng.uniform(0.25, 0.95, (n, 3)), bg_slope=u(-0.15, 0.15),
+      skin=np.clip(_SKIN[rng.integers(0, len(_SKIN), n)] + rng.normal(0, 0.03, (n, 3)), 0, 1),
+      shirt=rng.uniform(0.1, 0.95, (n, 3)), shoulder=u(0.74, 0.80),
+      cx=u(0.42, 0.58), cy=u(0.41, 0.47), rx=rx, ry=rx * u(1.15, 1.30),
+      eye_dx=u(0.33, 0.45), eye_dy=u(0.12, 0.24), eye_r=u(0.018, 0.026),
+      mouth_dy=u(0.42, 0.55), mouth_w=u(0.32, 0.48), mouth_t=u(0.012, 0.018),
+      curvature=np.clip(smile, -1.5, 1.5) * 0.024,
+      lips=np.clip(np.array([0.62, 0.18, 0.20]) + rng.normal(0, 0.06, (n, 3)), 0, 1),
+      acc_color=rng.uniform(0.05, 0.9, (n, 3)), acc_stripes=rng.uniform(0, 1, n) < 0.4,
+      acc_width=u(0.035, 0.05), hat_h=u(0.10, 0.15), noise=u(0.01, 0.05),
+  )
+
+
+def _render_chunk(p: dict, protected: np.ndarray, accessory: str, size: int,
+                  noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  c = (np.arange(size) + 0.5) / size
+  v, u = c[None, :, None], c[None, None, :]                      # rows, columns
+  col = lambda k: p[k][:, None, None]
+  rgb = lambda k: p[k][:, None, None, :]
+  n = protected.size
+  img = np.broadcast_to(rgb("bg") * (1 + col("bg_slope")[..., None] * (v[..., None] - 0.5)),
+                        (n, size, size, 3)).copy()
+  paint = lambda mask, colour: np.copyto(img, np.broadcast_to(colour, img.shape),
+                                         where=mask[..., None])
+  cx, cy, rx, ry = col("cx"), col("cy"), col("rx"), col("ry")
+  shoulder = col("shoulder")
+  body = v > shoulder + 0.35 * ((u - cx) / 0.45) ** 2
+  paint(body, rgb("shirt"))
+  neck = (np.abs(u - cx) < 0.45 * rx) & (v > cy) & (v < shoulder + 0.02)
+  collar = (v >= shoulder - 0.01) & (np.abs(u - cx) < 0.6 * (shoulder + 0.09 - v)) & body
+  paint(neck | collar, rgb("skin"))
+
+  # Accessory box: the tie hangs from the collar to the bottom edge, the hat sits on the head.
+  aw = col("acc_width")
+  if accessory == "tie":
+    y0, y1 = shoulder + 0.005, np.full_like(shoulder, 0.985)
+    depth = (v - y0) / (y1 - y0)
+    half = aw * np.where(depth < 0.08, 0.6, np.minimum(1.0, 0.7 + 2.0 * depth))
+    half = np.where(depth > 0.9, aw * (1.0 - depth) / 0.1, half)
+    shape = (v >= y0) & (v <= y1) & (np.abs(u - cx) <= half)
+    x0, x1 = cx - aw, cx + aw
+  else:
+    top = cy - ry - col("hat_h")
+    brim = np.abs((v - (cy - 0.8 * ry)) / 0.022) ** 2 + np.abs((u - cx) / (1.35 * rx)) ** 2 <= 1
+    crown = (v >= top) & (v <= cy - 0.8 * ry) & (np.abs(u - cx) <= 0.85 * rx)
+    shape = brim | crown
+    y0, y1, x0, x1 = top, cy - 0.8 * ry + 0.022, cx - 1.35 * rx, cx + 1.35 * rx
+  stripes = (np.floor((v + u) * 40) % 2 == 0) & col("acc_stripes").astype(bool)
+  acc_rgb = np.where(stripes[..., None], 0.55 * rgb("acc_color"), rgb("acc_color"))
+  wears = protected[:, None, None].astype(bool)
+
+  if accessory == "tie":
+    np.copyto(img, acc_rgb, where=(shape & wears)[..., None])
+  face = ((u - cx) / rx) ** 2 + ((v - cy) / ry) ** 2 <= 1
+  paint(face, rgb("skin"))
+  for side in (-1, 1):
+    ex, ey = cx + side * col("eye_dx") * rx, cy - col("eye_dy") * ry
+    r = col("eye_r")
+    paint(((u - ex) / (1.5 * r)) ** 2 + ((v - ey) / r) ** 2 <= 1, np.array([0.95, 0.95, 0.95]))
+    paint((u - ex) ** 2 + (v - ey) ** 2 <= (0.6 * r) ** 2, np.array([0.08, 0.06, 0.05]))
+  nose = (np.abs(u - cx) < 0.012) & (v > cy - 0.05 * ry) & (v < cy + 0.25 * ry)
+  paint(nose, 0.8 * rgb("skin"))
+  mx, my, mw = cx, cy + col("mouth_dy") * ry, col("mouth_w") * rx
+  bend = col("curvature") * (1 - ((u - mx) / mw) ** 2)
+  mouth = (np.abs(u - mx) <= mw) & (np.abs(v - (my + bend)) <= col("mouth_t") / 2)
+  paint(mouth, rgb("lips"))
+  if accessory == "hat":
+    np.copyto(img, acc_rgb, where=(shape & wears)[..., None])
+
+  img += noise * col("noise")[..., None]
+  box = np.stack([y0, x0, y1, x1], axis=-1)[:, 0, 0] * size
+  roi = np.clip(np.stack([np.floor(box[:, 0]), np.floor(box[:, 1]),
+                          np.ceil(box[:, 2]), np.ceil(box[:, 3])], -1), 0, size).astype(np.int32)
+  return np.clip(img, 0, 1).astype(np.float32), roi
+
+
+def render_faces(target, protected, *, seed: int = 0, image_size: int = 64,
+                 accessory: str = "tie") -> tuple[np.ndarray, np.ndarray]:
+  """Renders one face per (target, protected) pair.
+
+  Args:
+    target: [N] binary, 1 = smiling.
+    protected: [N] binary, 1 = wears the accessory.
+    seed: images are a deterministic function of the seed and the labels.
+    image_size: side of the square images in pixels (>= 16).
+    accessory: ``"tie"`` or ``"hat"``.
+
+  Returns:
+    ``(images, roi)``: float32 [N, S, S, 3] in [0, 1] and int32 [N, 4] boxes (y0, x0, y1, x1).
+  """
+  t = _binary_vector("target", target)
+  a = _binary_vector("protected", protected)
+  if t.shape != a.shape:
+    raise ValueError(f"mismatched lengths: target has {t.size}, protected has {a.size}")
+  if accessory not in ACCESSORIES:
+    raise ValueError(f"accessory: expected one of {ACCESSORIES}, got {accessory!r}")
+  if not isinstance(image_size, (int, np.integer)) or image_size < 16:
+    raise ValueError(f"image_size: expected an int >= 16, got {image_size!r}")
+  rng = np.random.default_rng(seed)
+  params = _draw_params(rng, t)
+  images = np.empty((t.size, image_size, image_size, 3), np.float32)
+  roi = np.empty((t.size, 4), np.int32)
+  for start in range(0, t.size, _CHUNK):
+    sl = slice(start, start + _CHUNK)
+    noise = rng.standard_normal((min(_CHUNK, t.size - start), image_size, image_size, 3),
+                                dtype=np.float32)
+    images[sl], roi[sl] = _render_chunk({k: v[sl] for k, v in params.items()}, a[sl], accessory,
+                                        image_size, noise)
+  return images, roi
+
+
+def _labels_for(counts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  a = np.repeat([0, 0, 1, 1], counts.ravel())
+  t = np.repeat([0, 1, 0, 1], counts.ravel())
+  order = rng.permutation(a.size)
+  return t[order], a[order]
+
+
+def faces_benchmark(*, phi: float = 0.8, n_train: int = 3000, n_debias: int = 2000,
+                    n_test: int = 2000, image_size: int = 64, accessory: str = "tie",
+                    seed: int = 0, p_protected: float = 0.5,
+                    p_target: float = 0.5) -> Benchmark:
+  """The faces benchmark: train and debias at Yule's ``phi``, test balanced over the 4 cells.
+
+  Returns a :class:`Benchmark` whose ``info`` names the attributes, the privileged group (the
+  accessory wearers, who receive the favourable label more often when phi > 0) and the split
+  report with each split's counts and achieved phi.
+  """
+  phi = _check_phi(phi)
+  for name, n in (("n_train", n_train), ("n_debias", n_debias), ("n_test", n_test)):
+    if not isinstance(n, (int, np.integer)) or n < 4:
+      raise ValueError(f"{name}: expected an int >= 4, got {n!r}")
+  seeds = np.random.SeedSequence(seed).spawn(4)
+  label_rng = np.random.default_rng(seeds[3])
+  plan = {"train": cell_counts(n_train, phi, p_protected=p_protected, p_target=p_target),
+          "debias": cell_counts(n_debias, phi, p_protected=p_protected, p_target=p_target),
+          "test": cell_counts(n_test, 0.0)}
+  splits, labels = {}, {}
+  for (name, counts), ss in zip(plan.items(), seeds):
+    t, a = _labels_for(counts, label_rng)
+    x, roi = render_faces(t, a, seed=int(ss.generate_state(1)[0]), image_size=image_size,
+                          accessory=accessory)
+    splits[name] = Split(x, t.astype(np.int32), a.astype(np.int32), roi)
+    labels[name] = (t, a)
+  info = {
+      "name": f"faces-{accessory}", "target": "smiling",
+      "protected": "wears_necktie" if accessory == "tie" else "wears_hat",
+      "groups": ["no " + accessory, accessory], "privileged": 1 if phi >= 0 else 0,
+      "image_size": image_size, "seed": seed, "splits": split_report(phi, **labels),
+  }
+  return Benchmark(splits["train"], splits["debias"], splits["test"], info)

@@ -1,0 +1,181 @@
+"""Result tables and run outputs: ``results.json``, ``results.csv`` and ``report.md``.
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and
+a run directory that already holds results is never overwritten unless asked.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from typing import Optional, Sequence
+
+OUTPUTS = ("results.json", "results.csv", "report.md")
+
+# (key, short header) of the columns every results table shows.
+COLUMNS = (("accuracy", "Acc"), ("balanced_accuracy", "Bal.acc"), ("demographic_parity", "DP"),
+           ("equalized_odds", "EO"), ("equal_opportunity", "EOpp"))
+
+
+def atomic_write(path: str, data) -> None:
+  """Writes ``data`` (str or bytes) to ``path`` so readers see the old file or the new one."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  mode = "wb" if isinstance(data, bytes) else "w"
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, mode) as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def check_run_dir(path: str, *, overwrite: bool = False) -> str:
+  """Raises FileExistsError if ``path`` already holds results (unless ``overwrite``); call it
+  before the work so a run never ends unable to save. Nothing is created."""
+  existing = [f for f in OUTPUTS if os.path.exists(os.path.join(path, f))]
+  if existing and not overwrite:
+    raise FileExistsError(f"{path} already holds {', '.join(existing)}; choose another run "
+                          "directory or pass --overwrite")
+  return path
+
+
+def _fmt(value, digits: int = 3) -> str:
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return "-"
+  return f"{value:.{digits}f}"
+
+
+def _delta(value, base) -> str:
+  if value is None or base is None:
+    return ""
+  return f" ({value - base:+.{3}f})"
+
+
+def table_rows(rows: Sequence[dict], *, baseline: Optional[str] = "Vanilla") -> list[list[str]]:
+  """Cells of a results table: one row per method with the COLUMNS, each with its change
+  against the ``baseline`` row (when present and not the row itself)."""
+  base = next((r for r in rows if r["method"] == baseline), None)
+  cells = []
+  for r in rows:
+    line = [r["method"]]
+    for key, _ in COLUMNS:
+      delta = _delta(r.get(key), base.get(key)) if base is not None and r is not base else ""
+      line.append(_fmt(r.get(key)) + delta)
+    cells.append(line)
+  return cells
+
+
+def format_table(rows: Sequence[dict], *, baseline: Optional[str] = "Vanilla") -> str:
+  """A plain-text table for the terminal."""
+  header = ["Method"] + [h for _, h in COLUMNS]
+  cells = [header] + table_rows(rows, baseline=baseline)
+  widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+  lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in cells]
+  lines.insert(1, "  ".join("-" * w for w in widths))
+  return "\n".join(lines)
+
+
+def markdown_table(header: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+  out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+  out += ["| " + " | ".join(str(c) for c in line) + " |" for line in cells]
+  return "\n".join(out)
+
+
+def results_csv(rows: Sequence[dict]) -> str:
+  """One CSV row per method with every scalar metric."""
+  keys = ["method"] + sorted({k for r in rows for k, v in r.items()
+                              if k != "method" and not isinstance(v, (list, dict))})
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+  writer.writeheader()
+  for r in rows:
+    writer.writerow({k: r.get(k) for k in keys})
+  return buf.getvalue()
+
+
+def _split_section(info: dict) -> str:
+  splits = info.get("splits", {})
+  cells = []
+  for name in ("train", "debias", "test"):
+    s = splits.get(name)
+    if s:
+      (n00, n01), (n10, n11) = s["counts"]
+      cells.append([name, s["size"], n00, n01, n10, n11, _fmt(s["phi"])])
+  groups = info.get("groups", ["group 0", "group 1"])
+  header = ["split", "size", f"{groups[0]}, y=0", f"{groups[0]}, y=1", f"{groups[1]}, y=0",
+            f"{groups[1]}, y=1", "Yule's phi"]
+  requested = splits.get("phi_requested")
+  lead = (f"Train and debias splits at Yule's phi = {requested}; the test split is balanced over "
+          "the four cells." if requested is not None else
+          "Random split (no rebalancing).")
+  return lead + "\n\n" + markdown_table(header, cells)
+
+
+def _group_section(rows: Sequence[dict], groups: Sequence[str]) -> str:
+  cells = []
+  for r in rows:
+    for g, rates in enumerate(r.get("groups", [])):
+      name = groups[g] if g < len(groups) else f"group {g}"
+      cells.append([r["method"], name, rates["count"], _fmt(rates["selection_rate"]),
+                    _fmt(rates["tpr"]), _fmt(rates["fpr"]), _fmt(rates["accuracy"])])
+  return markdown_table(["Method", "group", "n", "selection rate", "TPR", "FPR", "accuracy"], cells)
+
+
+def explain_gap(row: dict, groups: Sequence[str]) -> str:
+  """One sentence saying where a row's equalized-odds gap comes from."""
+  rates = row.get("groups", [])
+  if len(rates) < 2:
+    return ""
+  tpr = [g["tpr"] for g in rates]
+  fpr = [g["fpr"] for g in rates]
+  hi, lo = max(range(len(tpr)), key=tpr.__getitem__), min(range(len(tpr)), key=tpr.__getitem__)
+  name = lambda i: groups[i] if i < len(groups) else f"group {i}"
+  return (f"{row['method']}: equalized-odds gap {row['equalized_odds']:.3f}; true positive rate "
+          f"{tpr[hi]:.3f} for '{name(hi)}' vs {tpr[lo]:.3f} for '{name(lo)}', false positive "
+          f"rates {', '.join(f'{name(i)} {f:.3f}' for i, f in enumerate(fpr))}.")
+
+
+def render_report(*, rows: Sequence[dict], config: dict, info: dict, command: str,
+                  notes: Sequence[str] = ()) -> str:
+  groups = info.get("groups", [])
+  header = ["Method"] + [h for _, h in COLUMNS]
+  parts = [
+      "# debiasjax report", "",
+      f"Command: `{command}`", "",
+      "## Data", "",
+      f"{info.get('name')}: target `{info.get('target')}`, protected attribute "
+      f"`{info.get('protected')}` (groups: {', '.join(groups)}; privileged group for the signed "
+      f"AIF360 differences: {groups[info['privileged']] if groups and 'privileged' in info else '-'}).",
+      "", _split_section(info), "",
+      "## Results on the test split", "",
+      "Acc = accuracy, Bal.acc = balanced accuracy; DP, EO, EOpp = demographic-parity, "
+      "equalized-odds and equal-opportunity gaps (max - min over groups, fairlearn's "
+      "convention; lower is fairer). Changes against Vanilla in brackets.", "",
+      markdown_table(header, table_rows(rows)), "",
+      "Per-group rates:", "", _group_section(rows, groups), "",
+      "## Reading the numbers", "",
+  ]
+  parts += [f"- {line}" for line in [explain_gap(r, groups) for r in rows] + list(notes) if line]
+  parts += ["", "## Configuration", "", "```json", json.dumps(config, indent=2, sort_keys=True),
+            "```", ""]
+  return "\n".join(parts)
+
+
+def write_results(run_dir: str, *, rows: Sequence[dict], config: dict, info: dict,
+                  command: str, notes: Sequence[str] = (), extra: Optional[dict] = None) -> None:
+  """Writes results.json, results.csv and report.md into ``run_dir`` (created if needed;
+  each file atomically)."""
+  payload = {"command": command, "config": config, "data": info, "results": list(rows),
+             **(extra or {})}
+  atomic_write(os.path.join(run_dir, "results.json"), json.dumps(payload, indent=2, default=str))
+  atomic_write(os.path.join(run_dir, "results.csv"), results_csv(rows))
+  atomic_write(os.path.join(run_dir, "report.md"),
+               render_report(rows=rows, config=config, info=info, command=command, notes=notes))

@@ -1,0 +1,210 @@
+r"""The main job: train (or reuse) a vanilla model, evaluate it on the test split, report.
+
+On the embedded faces benchmark (ResNet-18 of width 16 on 64x64 images, train/debias at Yule's
+phi = 0.8, balanced test split) it takes about a minute on 2 CPU cores:
+
+  python -m experiments.main
+
+Other data:
+
+  python -m experiments.main --data=census                     # procedural Adult-like table, MLP
+  python -m experiments.main --data=faces --accessory=hat --phi=0.9
+  python -m experiments.main --data=adult --data_dir=~/data/adult --protected=sex
+  python -m experiments.main --data=celeba --data_dir=~/tfds --protected=Wearing_Necktie
+
+The trained model is cached in --cache_dir under a hash of everything that determines it, so
+a second run reuses it (and an interrupted training resumes). Results go to --run_dir (default
+runs/<time>-<data>-<model>): results.json, results.csv and report.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+IMAGE_DATA = ("faces", "celeba")
+TABLE_DATA = ("census", "adult", "bank", "compas", "german")
+flags.DEFINE_enum("data", "faces", IMAGE_DATA + TABLE_DATA, "Dataset.")
+flags.DEFINE_string("data_dir", None, "Folder with the real data (CSV files, or the TFDS data "
+                    "directory for CelebA).")
+flags.DEFINE_enum("accessory", "tie", ["tie", "hat"], "Faces: the protected accessory.")
+flags.DEFINE_string("protected", None, "Protected attribute (default: the dataset's usual one: "
+                    "sex for adult/census/german, race for compas, age for bank, "
+                    "Wearing_Necktie for celeba).")
+flags.DEFINE_string("target", "Smiling", "CelebA target attribute.")
+flags.DEFINE_float("phi", None, "Yule's phi of train/debias (default 0.8 for images; tables use "
+                   "a random 60/20/20 split unless set).")
+flags.DEFINE_integer("image_size", 64, "Image side in pixels.")
+flags.DEFINE_integer("n_train", 3000, "Images: training split size.")
+flags.DEFINE_integer("n_debias", 2000, "Images: debias split size.")
+flags.DEFINE_integer("n_test", 2000, "Images: balanced test split size.")
+flags.DEFINE_integer("n_rows", 20000, "Census: number of rows.")
+flags.DEFINE_enum("model", None, ["resnet18", "resnet34", "resnet50", "mlp"],
+                  "Model (default: resnet18 for images, mlp for tables).")
+flags.DEFINE_integer("width", 16, "ResNet width (channels of stage 1; 64 in the paper).")
+flags.DEFINE_bool("small_images", False, "ResNet: 3x3 stride-1 stem for images <= 32 px.")
+flags.DEFINE_integer("epochs", None, "Training epochs (default 6 for images, 20 for tables).")
+flags.DEFINE_integer("batch_size", 64, "Training batch size.")
+flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate (AdamW, cosine decay).")
+flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.")
+flags.DEFINE_integer("seed", 0, "Seed of data generation, splits, initialisation and order.")
+flags.DEFINE_string("run_dir", None, "Output folder (default runs/<time>-<data>-<model>).")
+flags.DEFINE_string("cache_dir", "runs/cache", "Folder of cached trained models.")
+flags.DEFINE_bool("overwrite", False, "Allow writing into a run_dir that holds results.")
+
+DEFAULT_PROTECTED = {"census": "sex", "adult": "sex", "german": "sex", "compas": "race",
+                     "bank": "age", "celeba": "Wearing_Necktie"}
+
+
+def log(message: str) -> None:
+  print(message, flush=True)
+
+
+def resolve_config() -> dict:
+  """All settings of the run, with dataset-dependent defaults filled in."""
+  images = FLAGS.data in IMAGE_DATA
+  config = {k: FLAGS[k].value for k in (
+      "data", "data_dir", "accessory", "protected", "target", "phi", "image_size", "n_train",
+      "n_debias", "n_test", "n_rows", "model", "width", "small_images", "epochs", "batch_size",
+      "learning_rate", "weight_decay", "seed")}
+  config["protected"] = config["protected"] or DEFAULT_PROTECTED.get(FLAGS.data)
+  config["phi"] = config["phi"] if config["phi"] is not None else (0.8 if images else None)
+  config["model"] = config["model"] or ("resnet18" if images else "mlp")
+  config["epochs"] = config["epochs"] or (6 if images else 20)
+  if FLAGS.data not in ("faces", "census") and not FLAGS.data_dir:
+    raise app.UsageError(f"--data={FLAGS.data} reads files you already have: pass --data_dir")
+  if images and config["model"] == "mlp":
+    raise app.UsageError("--model=mlp is for tables; use a resnet for image data")
+  if not images and config["model"] != "mlp":
+    raise app.UsageError(f"--model={config['model']} is for images; use --model=mlp for tables")
+  return config
+
+
+def load_benchmark(config: dict):
+  from debiasjax import data
+  name = config["data"]
+  if name == "faces":
+    return data.faces_benchmark(phi=config["phi"], n_train=config["n_train"],
+                                n_debias=config["n_debias"], n_test=config["n_test"],
+                                image_size=config["image_size"], accessory=config["accessory"],
+                                seed=config["seed"])
+  if name == "celeba":
+    from debiasjax.data import celeba
+    return celeba.celeba_benchmark(config["data_dir"], target=config["target"],
+                                   protected=config["protected"], phi=config["phi"],
+                                   n_train=config["n_train"], n_debias=config["n_debias"],
+                                   n_test=config["n_test"], image_size=config["image_size"],
+                                   seed=config["seed"])
+  if name == "census":
+    table = data.census(config["n_rows"], seed=config["seed"], protected=config["protected"])
+  elif name == "bank":
+    table = data.bank(os.path.expanduser(config["data_dir"]))
+  else:
+    table = data.LOADERS[name](os.path.expanduser(config["data_dir"]), protected=config["protected"])
+  return data.table_benchmark(table, seed=config["seed"], phi=config["phi"])
+
+
+def build_model(config: dict):
+  from debiasjax import models
+  if config["model"] == "mlp":
+    return models.MLP()
+  cls = {"resnet18": models.ResNet18, "resnet34": models.ResNet34, "resnet50": models.ResNet50}
+  return cls[config["model"]](width=config["width"], small_images=config["small_images"])
+
+
+def train_vanilla(config: dict, bench, model):
+  """Trains the vanilla model, or restores it from the cache; returns its variables."""
+  import jax
+  import optax
+  from debiasjax import train
+  from debiasjax.checkpoint import Checkpoints
+
+  identity = {k: config[k] for k in config if k not in ("data_dir",)}
+  identity["data_dir"] = os.path.abspath(os.path.expanduser(config["data_dir"])) if config["data_dir"] else None
+  digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+  cache = os.path.join(FLAGS.cache_dir, f"{config['data']}-{config['model']}-{digest}")
+  steps_per_epoch = len(bench.train) // config["batch_size"]
+  num_steps = config["epochs"] * steps_per_epoch
+  schedule = optax.cosine_decay_schedule(config["learning_rate"], max(num_steps, 1))
+  trainer = train.supervised(model, optax.adamw(schedule, weight_decay=config["weight_decay"]))
+  key = jax.random.key(config["seed"])
+  state = trainer.init(key, model.init(key, bench.train.x[:1]))
+  checkpoints = Checkpoints(cache)
+  done = checkpoints.latest_step()
+  if done == num_steps:
+    log(f"reusing the trained model cached in {cache}")
+  else:
+    log(f"training {config['model']} for {config['epochs']} epochs ({num_steps} steps)"
+        + (f", resuming at step {done}" if done else "") + f"; cache: {cache}")
+  start = time.time()
+  state = train.fit(
+      trainer, state, {"x": bench.train.x, "y": bench.train.y}, key=key, num_steps=num_steps,
+      batch_size=config["batch_size"], seed=config["seed"], checkpoints=checkpoints,
+      save_every=steps_per_epoch, log_every=steps_per_epoch, metadata=identity,
+      steps_per_call=1 if config["model"] != "mlp" else steps_per_epoch,
+      log=lambda step, m: log(f"  epoch {step // steps_per_epoch:3d}  loss {m['loss']:.4f}  "
+                              f"train accuracy {m['accuracy']:.3f}  ({time.time() - start:.0f}s)"))
+  checkpoints.close()
+  return train.variables_of(state), cache
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)   # orbax logs every checkpoint step at INFO
+  try:
+    run()
+  except (ValueError, FileNotFoundError, FileExistsError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run():
+  from debiasjax import evaluate, report
+
+  config = resolve_config()
+  command = "python -m experiments.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  run_dir = FLAGS.run_dir or os.path.join("runs", f"{stamp}-{config['data']}-{config['model']}")
+  report.check_run_dir(run_dir, overwrite=FLAGS.overwrite)
+  timings = {}
+
+  start = time.time()
+  bench = load_benchmark(config)
+  timings["data_s"] = time.time() - start
+  log(f"data: {bench.info['name']} train {len(bench.train)} / debias {len(bench.debias)} / "
+      f"test {len(bench.test)} ({timings['data_s']:.1f}s)")
+
+  model = build_model(config)
+  start = time.time()
+  variables, cache = train_vanilla(config, bench, model)
+  timings["train_s"] = time.time() - start
+
+  start = time.time()
+  scores = evaluate.predict_scores(model.apply, variables, bench.test.x)
+  predictions = (scores > 0.5).astype("int32")
+  rows = [{"method": "Vanilla", "threshold": 0.5,
+           **evaluate.fairness_summary(bench.test.y, predictions, bench.test.group,
+                                       privileged=bench.info["privileged"])}]
+  timings["evaluate_s"] = time.time() - start
+
+  log("\nTest split (" + ("balanced over the four cells" if config["phi"] is not None else
+                          "random 20%") + "):\n")
+  log(report.format_table(rows))
+  notes = [f"Trained model cached in `{cache}`.",
+           f"Timings: data {timings['data_s']:.1f}s, training {timings['train_s']:.1f}s, "
+           f"evaluation {timings['evaluate_s']:.1f}s."]
+  report.write_results(run_dir, rows=rows, config=config, info=bench.info, command=command,
+                       notes=notes, extra={"timings": timings})
+  log(f"\nwrote {', '.join(report.OUTPUTS)} to {run_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

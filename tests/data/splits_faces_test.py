@@ -1,0 +1,140 @@
+"""Yule's phi, the split protocol, and the procedural faces."""
+
+import numpy as np
+import pytest
+
+from debiasjax import data
+from debiasjax.data import faces, splits
+
+
+def expand(counts):
+  """Rows (a, t) realising a 2x2 table."""
+  a = np.repeat([0, 0, 1, 1], np.ravel(counts))
+  t = np.repeat([0, 1, 0, 1], np.ravel(counts))
+  return a, t
+
+
+@pytest.mark.parametrize("counts", [[[40, 10], [5, 45]], [[1, 2], [3, 4]], [[7, 0], [0, 9]],
+                                    [[3, 30], [20, 2]], [[500, 120], [80, 300]]])
+def test_yule_phi_is_the_correlation_of_the_two_binary_variables(counts):
+  a, t = expand(counts)
+  assert data.yule_phi(counts) == pytest.approx(np.corrcoef(a, t)[0, 1], abs=1e-12)
+  assert data.yule_phi(data.cell_table(t, a)) == pytest.approx(data.yule_phi(counts))
+
+
+@pytest.mark.parametrize("phi, pa, pt", [(0.8, 0.5, 0.5), (-0.5, 0.5, 0.5), (0.3, 0.3, 0.6),
+                                         (1.0, 0.5, 0.5), (0.0, 0.2, 0.7)])
+def test_cell_proportions_have_the_requested_phi_and_marginals(phi, pa, pt):
+  p = data.cell_proportions(phi, p_protected=pa, p_target=pt)
+  assert p.sum() == pytest.approx(1.0)
+  assert p[1].sum() == pytest.approx(pa) and p[:, 1].sum() == pytest.approx(pt)
+  assert data.yule_phi(p) == pytest.approx(phi, abs=1e-12)
+  counts = data.cell_counts(1000, phi, p_protected=pa, p_target=pt)
+  assert counts.sum() == 1000 and abs(data.yule_phi(counts) - phi) < 0.01
+
+
+def test_make_splits_protocol():
+  rng = np.random.default_rng(0)
+  t, a = rng.integers(0, 2, 20000), rng.integers(0, 2, 20000)
+  s = data.make_splits(t, a, phi=0.8, n_test=1000, n_train=3000, n_debias=2000, seed=3)
+  parts = [s.train, s.debias, s.test]
+  assert [len(p) for p in parts] == [3000, 2000, 1000]
+  assert len(np.unique(np.concatenate(parts))) == 6000                       # disjoint
+  np.testing.assert_array_equal(data.cell_table(t[s.test], a[s.test]), [[250, 250], [250, 250]])
+  for name in ("train", "debias"):
+    assert s.report[name]["phi"] == pytest.approx(0.8, abs=1e-3)
+  assert s.report["test"]["phi"] == pytest.approx(0.0)
+  again = data.make_splits(t, a, phi=0.8, n_test=1000, n_train=3000, n_debias=2000, seed=3)
+  np.testing.assert_array_equal(again.train, s.train)
+
+
+def test_make_splits_uses_the_whole_pool_when_sizes_are_omitted():
+  a, t = expand([[2000, 300], [250, 1800]])
+  s = data.make_splits(t, a, phi=0.6, n_test=400, seed=0)
+  left = data.cell_table(t, a) - 100
+  used = data.cell_table(np.concatenate([t[s.train], t[s.debias]]),
+                         np.concatenate([a[s.train], a[s.debias]]))
+  assert (used <= left).all() and (left - used).min() <= 2       # a binding cell is exhausted
+  assert abs(s.report["train"]["phi"] - 0.6) < 0.01
+  assert len(s.debias) / (len(s.train) + len(s.debias)) == pytest.approx(0.4, abs=0.01)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(phi=1.5), r"phi: expected a number in \[-1, 1\], got 1.5"),
+    (dict(phi=float("nan")), "phi: expected a number"),
+    (dict(phi=0.9, p_protected=0.1), "phi: 0.9 is not reachable"),
+    (dict(phi=0.5, n_test=100000), "n_test: 100000 needs"),
+    (dict(phi=0.5, n_train=90000, n_debias=10), "n_train, n_debias: 90000 \\+ 10 samples"),
+    (dict(phi=0.5, n_train=100), "give both or neither"),
+])
+def test_make_splits_bad_input(kwargs, message):
+  rng = np.random.default_rng(0)
+  t, a = rng.integers(0, 2, 4000), rng.integers(0, 2, 4000)
+  kwargs = {"n_test": 400, **kwargs}
+  with pytest.raises(ValueError, match=message):
+    data.make_splits(t, a, **kwargs)
+
+
+def test_split_labels_must_be_binary():
+  with pytest.raises(ValueError, match=r"target: expected binary values"):
+    data.make_splits([0, 1, 2, 1], [0, 1, 1, 0], phi=0.5, n_test=4)
+  with pytest.raises(ValueError, match="counts: phi is undefined"):
+    data.yule_phi([[3, 0], [4, 0]])
+
+
+@pytest.mark.parametrize("accessory", faces.ACCESSORIES)
+def test_accessory_pixels_lie_inside_the_roi(accessory):
+  """Rendering the same faces with and without the accessory changes only pixels in its box."""
+  t = np.array([0, 1] * 8)
+  with_acc, roi = data.render_faces(t, np.ones_like(t), seed=5, accessory=accessory)
+  without, roi0 = data.render_faces(t, np.zeros_like(t), seed=5, accessory=accessory)
+  np.testing.assert_array_equal(roi, roi0)
+  changed = np.abs(with_acc - without).max(-1) > 1e-6
+  inside = data.roi_mask(roi, 64, 64)
+  assert changed.any(axis=(1, 2)).all()                     # every face wears it
+  assert not (changed & ~inside).any()                      # nothing outside the box changes
+  assert (changed.sum((1, 2)) / inside.sum((1, 2))).min() > 0.2   # the box is tight
+
+
+def test_faces_are_deterministic_and_any_size():
+  t, a = np.array([0, 1, 1, 0]), np.array([1, 1, 0, 0])
+  x1, r1 = data.render_faces(t, a, seed=1, image_size=48)
+  x2, r2 = data.render_faces(t, a, seed=1, image_size=48)
+  x3, _ = data.render_faces(t, a, seed=2, image_size=48)
+  np.testing.assert_array_equal(x1, x2)
+  np.testing.assert_array_equal(r1, r2)
+  assert np.abs(x1 - x3).mean() > 0.05
+  assert x1.shape == (4, 48, 48, 3) and x1.dtype == np.float32 and 0 <= x1.min() and x1.max() <= 1
+  big, roi = data.render_faces(t, a, seed=1, image_size=128)
+  assert big.shape == (4, 128, 128, 3) and (roi[:, 2:] <= 128).all()
+
+
+def test_smiles_bend_the_mouth_up():
+  """The target is visible: smiling faces' mouth curvature is mostly positive."""
+  rng = np.random.default_rng(0)
+  params = faces._draw_params(rng, np.array([1] * 2000 + [0] * 2000))
+  curvature = params["curvature"]
+  assert (curvature[:2000] > 0).mean() > 0.85 and (curvature[2000:] < 0).mean() > 0.85
+
+
+def test_faces_benchmark_protocol():
+  b = data.faces_benchmark(phi=0.6, n_train=200, n_debias=100, n_test=80, image_size=32, seed=0)
+  assert (len(b.train), len(b.debias), len(b.test)) == (200, 100, 80)
+  np.testing.assert_array_equal(data.cell_table(b.test.y, b.test.group), [[20, 20], [20, 20]])
+  assert b.info["splits"]["train"]["phi"] == pytest.approx(0.6, abs=0.01)
+  assert b.info["privileged"] == 1 and b.info["groups"] == ["no tie", "tie"]
+  assert b.train.roi.shape == (200, 4) and b.train.x.shape == (200, 32, 32, 3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(accessory="scarf"), "accessory: expected one of"),
+    (dict(image_size=8), "image_size: expected an int >= 16"),
+])
+def test_render_bad_input(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    data.render_faces([0, 1], [1, 0], **kwargs)
+
+
+def test_benchmark_bad_phi():
+  with pytest.raises(ValueError, match="phi: expected a number in"):
+    data.faces_benchmark(phi=-1.2)

@@ -1,0 +1,58 @@
+"""The main command end to end on tiny settings (a subprocess, as a user runs it)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_main(*args, cwd):
+  return subprocess.run([sys.executable, "-m", "experiments.main", *args], cwd=cwd,
+                        env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                        timeout=600)
+
+
+TINY_FACES = ["--n_train=128", "--n_debias=32", "--n_test=64", "--image_size=32", "--epochs=1",
+              "--width=4", "--batch_size=32"]
+
+
+def test_main_on_faces_writes_results_and_reuses_the_cache(tmp_path):
+  run, cache = tmp_path / "run", tmp_path / "cache"
+  first = run_main(*TINY_FACES, f"--run_dir={run}", f"--cache_dir={cache}", cwd=ROOT)
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert "Vanilla" in first.stdout and "training resnet18" in first.stdout
+  payload = json.loads((run / "results.json").read_text())
+  row = payload["results"][0]
+  assert row["method"] == "Vanilla" and 0 <= row["equalized_odds"] <= 1
+  assert payload["data"]["splits"]["test"]["counts"] == [[16, 16], [16, 16]]
+  assert "## Results on the test split" in (run / "report.md").read_text()
+
+  refused = run_main(*TINY_FACES, f"--run_dir={run}", f"--cache_dir={cache}", cwd=ROOT)
+  assert refused.returncode != 0 and "already holds" in refused.stderr
+
+  again = run_main(*TINY_FACES, f"--run_dir={tmp_path / 'run2'}", f"--cache_dir={cache}", cwd=ROOT)
+  assert again.returncode == 0 and "reusing the trained model" in again.stdout
+  assert json.loads((tmp_path / "run2" / "results.json").read_text())["results"][0] == row
+
+
+def test_main_on_census(tmp_path):
+  out = run_main("--data=census", "--n_rows=2000", "--epochs=2", f"--run_dir={tmp_path / 'r'}",
+                 f"--cache_dir={tmp_path / 'c'}", cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-3000:]
+  row = json.loads((tmp_path / "r" / "results.json").read_text())["results"][0]
+  assert row["accuracy"] > 0.6 and row["statistical_parity_difference"] is not None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data=adult"], "pass --data_dir"),
+    (["--data=faces", "--model=mlp"], "--model=mlp is for tables"),
+    (["--phi=1.5"], "error: phi: expected a number in [-1, 1], got 1.5"),
+])
+def test_main_rejects_bad_flags(tmp_path, args, message):
+  out = run_main(*args, f"--run_dir={tmp_path / 'r'}", f"--cache_dir={tmp_path / 'c'}", cwd=ROOT)
+  assert out.returncode != 0 and message in out.stderr
+  assert not (tmp_path / "r").exists()

@@ -1,0 +1,153 @@
+"""Training: learning, exact resume, vmapped seeds equal single runs, data order, devices."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from debiasjax import models, train
+from debiasjax.checkpoint import Checkpoints
+
+
+def toy_table(n=256, d=6, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int32)
+  return {"x": x, "y": y}
+
+
+def mlp_setup(seed=0):
+  model = models.MLP(num_layers=2, width=8, dropout=0.2)
+  trainer = train.supervised(model, optax.adam(1e-2))
+  key = jax.random.key(seed)
+  return model, trainer, key, trainer.init(key, model.init(key, jnp.zeros((1, 6))))
+
+
+def assert_trees_close(a, b, **tol):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
+
+
+def test_supervised_training_learns():
+  model, trainer, key, state = mlp_setup()
+  data = toy_table()
+  state = train.fit(trainer, state, data, key=key, num_steps=200, batch_size=32, steps_per_call=50)
+  logits = model.apply(train.variables_of(state), data["x"])
+  assert (np.argmax(logits, -1) == data["y"]).mean() > 0.9
+  assert int(state.step) == 200
+
+
+def test_batch_indices_are_epoch_permutations():
+  idx = train.batch_indices(10, 3, seed=7, start=0, stop=9)     # 3 steps per epoch, 1 dropped
+  for epoch in range(3):
+    block = idx[3 * epoch:3 * epoch + 3].ravel()
+    assert len(set(block)) == 9 and set(block) <= set(range(10))
+  np.testing.assert_array_equal(idx[4:7], train.batch_indices(10, 3, seed=7, start=4, stop=7))
+  assert not np.array_equal(idx, train.batch_indices(10, 3, seed=8, start=0, stop=9))
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 4])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, steps_per_call):
+  """Dropout keys, BatchNorm statistics, Adam moments and the data order all resume exactly."""
+  _, trainer, key, init = mlp_setup()
+  data = toy_table()
+  kw = dict(key=key, batch_size=32, steps_per_call=steps_per_call, seed=3)
+  full = train.fit(trainer, init, data, num_steps=24, **kw)
+  ckpt = Checkpoints(str(tmp_path / "run"))
+  train.fit(trainer, init, data, num_steps=10, checkpoints=ckpt, save_every=5, **kw)  # "killed"
+  assert ckpt.latest_step() == 10
+  resumed = train.fit(trainer, init, data, num_steps=24, checkpoints=Checkpoints(str(tmp_path / "run")), **kw)
+  assert int(resumed.step) == 24
+  assert_trees_close(resumed, full, rtol=0, atol=0)
+
+
+def test_resume_with_a_resnet(tmp_path):
+  model = models.ResNet(stage_sizes=(1, 1), block_cls=models.BasicBlock, width=4)
+  trainer = train.supervised(model, optax.adam(1e-3))
+  key = jax.random.key(1)
+  rng = np.random.default_rng(0)
+  data = {"x": rng.uniform(size=(64, 16, 16, 3)).astype(np.float32), "y": rng.integers(0, 2, 64)}
+  init = trainer.init(key, model.init(key, data["x"][:1]))
+  full = train.fit(trainer, init, data, key=key, num_steps=6, batch_size=16)
+  train.fit(trainer, init, data, key=key, num_steps=3, batch_size=16,
+            checkpoints=Checkpoints(str(tmp_path / "r")))
+  resumed = train.fit(trainer, init, data, key=key, num_steps=6, batch_size=16,
+                      checkpoints=Checkpoints(str(tmp_path / "r")))
+  assert_trees_close(resumed, full, rtol=0, atol=0)
+
+
+def test_vmapped_seeds_equal_training_each_seed_alone():
+  model = models.MLP(num_layers=2, width=8, dropout=0.2)
+  trainer = train.supervised(model, optax.adam(1e-2))
+  data = toy_table()
+  seeds = [0, 1, 2, 3]
+  keys = jax.random.split(jax.random.key(42), len(seeds))
+  init = jax.vmap(lambda k: trainer.init(k, model.init(k, jnp.zeros((1, 6)))))(keys)
+  stacked = train.fit(trainer, init, data, key=keys, seed=seeds, num_steps=30, batch_size=32,
+                      stacked=True, steps_per_call=10)
+  assert stacked.step.shape == (4,)
+  for i, s in enumerate(seeds):
+    alone = train.fit(trainer, jax.tree.map(lambda a: a[i], init), data, key=keys[i], seed=s,
+                      num_steps=30, batch_size=32, steps_per_call=10)
+    assert_trees_close(jax.tree.map(lambda a: a[i], stacked), alone, rtol=1e-5, atol=1e-6)
+  p0, p1 = (jax.tree.leaves(jax.tree.map(lambda a: a[i], stacked.params))[0] for i in (0, 1))
+  assert not np.allclose(p0, p1)
+
+
+def test_log_every_reports_means():
+  _, trainer, key, state = mlp_setup()
+  seen = []
+  train.fit(trainer, state, toy_table(), key=key, num_steps=25, batch_size=32, log_every=10,
+            log=lambda step, m: seen.append((step, float(m["loss"]))))
+  assert [s for s, _ in seen] == [10, 20, 25]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=1000), "batch_size: expected 1..256"),
+    (dict(num_steps=-1), "num_steps: expected a non-negative int"),
+])
+def test_fit_bad_input(kwargs, message):
+  _, trainer, key, state = mlp_setup()
+  with pytest.raises(ValueError, match=message):
+    train.fit(trainer, state, toy_table(), key=key, **{"num_steps": 2, "batch_size": 8, **kwargs})
+
+
+def test_stacked_fit_needs_one_seed_per_key():
+  model, trainer, _, _ = mlp_setup()
+  keys = jax.random.split(jax.random.key(0), 2)
+  init = jax.vmap(lambda k: trainer.init(k, model.init(k, jnp.zeros((1, 6)))))(keys)
+  with pytest.raises(ValueError, match="seed: expected 2 seeds"):
+    train.fit(trainer, init, toy_table(), key=keys, seed=[0], num_steps=1, batch_size=8, stacked=True)
+
+
+def test_data_parallel_training_on_two_devices_equals_one_device(tmp_path):
+  """Batches sharded over 2 (host) devices give the parameters of single-device training."""
+  script = textwrap.dedent("""
+      import sys, jax, jax.numpy as jnp, numpy as np, optax
+      sys.path.insert(0, %r)
+      from debiasjax import models, train
+      assert jax.device_count() == 2
+      rng = np.random.default_rng(0)
+      data = {"x": rng.normal(size=(128, 6)).astype(np.float32), "y": rng.integers(0, 2, 128)}
+      model = models.MLP(num_layers=2, width=8, dropout=0.0)
+      trainer = train.supervised(model, optax.adam(1e-2))
+      key = jax.random.key(0)
+      init = trainer.init(key, model.init(key, jnp.zeros((1, 6))))
+      sharded = train.fit(trainer, init, data, key=key, num_steps=12, batch_size=32)
+      single = train.fit(trainer, init, data, key=key, num_steps=12, batch_size=32,
+                         mesh=train.data_parallel_mesh(jax.devices()[:1]))
+      for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+      print("ok")
+  """ % os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+         "JAX_PLATFORMS": "cpu"}
+  out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
