@@ -184,6 +184,10 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
   """
   if not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
     raise ValueError(f"num_steps: expected a non-negative int, got {num_steps!r}")
+  for name, value in (("steps_per_call", steps_per_call), ("log_every", log_every),
+                      ("save_every", save_every or 1)):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"{name}: expected a positive int, got {value!r}")
   sizes = {k: np.shape(v)[0] for k, v in data.items()}
   if len(set(sizes.values())) != 1:
     raise ValueError(f"data: expected arrays with one leading size, got {sizes}")
@@ -208,7 +212,9 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
 
   pending = []
   while step < num_steps:
-    stop = min(num_steps, step + steps_per_call, (step // log_every + 1) * log_every)
+    stop = min(num_steps, step + steps_per_call)
+    if log is not None:
+      stop = min(stop, (step // log_every + 1) * log_every)
     if save_every:
       stop = min(stop, (step // save_every + 1) * save_every)
     idx = np.stack([batch_indices(num_examples, batch_size, s, step, stop) for s in seeds])

@@ -26,6 +26,7 @@ import shlex
 import sys
 import time
 
+import numpy as np
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
@@ -50,7 +51,10 @@ flags.DEFINE_enum("model", None, ["resnet18", "resnet34", "resnet50", "mlp"],
                   "Model (default: resnet18 for images, mlp for tables).")
 flags.DEFINE_integer("width", 16, "ResNet width (channels of stage 1; 64 in the paper).")
 flags.DEFINE_bool("small_images", False, "ResNet: 3x3 stride-1 stem for images <= 32 px.")
-flags.DEFINE_integer("epochs", None, "Training epochs (default 6 for images, 20 for tables).")
+flags.DEFINE_integer("mlp_layers", 10, "MLP: hidden layers (Savani et al.: 10).")
+flags.DEFINE_integer("mlp_width", 32, "MLP: units per hidden layer (32).")
+flags.DEFINE_float("dropout", 0.2, "MLP: dropout rate (0.2).")
+flags.DEFINE_integer("epochs", None, "Training epochs (default 6 for images, 60 for tables).")
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate (AdamW, cosine decay).")
 flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.")
@@ -72,12 +76,13 @@ def resolve_config() -> dict:
   images = FLAGS.data in IMAGE_DATA
   config = {k: FLAGS[k].value for k in (
       "data", "data_dir", "accessory", "protected", "target", "phi", "image_size", "n_train",
-      "n_debias", "n_test", "n_rows", "model", "width", "small_images", "epochs", "batch_size",
+      "n_debias", "n_test", "n_rows", "model", "width", "small_images", "mlp_layers", "mlp_width",
+      "dropout", "epochs", "batch_size",
       "learning_rate", "weight_decay", "seed")}
   config["protected"] = config["protected"] or DEFAULT_PROTECTED.get(FLAGS.data)
   config["phi"] = config["phi"] if config["phi"] is not None else (0.8 if images else None)
   config["model"] = config["model"] or ("resnet18" if images else "mlp")
-  config["epochs"] = config["epochs"] or (6 if images else 20)
+  config["epochs"] = config["epochs"] or (6 if images else 60)
   if FLAGS.data not in ("faces", "census") and not FLAGS.data_dir:
     raise app.UsageError(f"--data={FLAGS.data} reads files you already have: pass --data_dir")
   if images and config["model"] == "mlp":
@@ -105,6 +110,9 @@ def load_benchmark(config: dict):
   if name == "census":
     table = data.census(config["n_rows"], seed=config["seed"], protected=config["protected"])
   elif name == "bank":
+    if config["protected"] != "age":
+      raise ValueError(f"protected: the bank data set's protected attribute is 'age', got "
+                       f"{config['protected']!r}")
     table = data.bank(os.path.expanduser(config["data_dir"]))
   else:
     table = data.LOADERS[name](os.path.expanduser(config["data_dir"]), protected=config["protected"])
@@ -114,9 +122,28 @@ def load_benchmark(config: dict):
 def build_model(config: dict):
   from debiasjax import models
   if config["model"] == "mlp":
-    return models.MLP()
+    return models.MLP(num_layers=config["mlp_layers"], width=config["mlp_width"],
+                      dropout=config["dropout"])
   cls = {"resnet18": models.ResNet18, "resnet34": models.ResNet34, "resnet50": models.ResNet50}
   return cls[config["model"]](width=config["width"], small_images=config["small_images"])
+
+
+IMAGE_ONLY = ("accessory", "target", "image_size", "n_train", "n_debias", "n_test", "width",
+              "small_images")
+TABLE_ONLY = ("n_rows", "mlp_layers", "mlp_width", "dropout")
+
+
+def model_identity(config: dict, bench) -> dict:
+  """What determines the trained model: the relevant settings, the exact training data (a
+  digest, so a changed generator or file never reuses a stale model) and the package version."""
+  import debiasjax
+  skip = ("data_dir",) + (TABLE_ONLY if config["data"] in IMAGE_DATA else IMAGE_ONLY)
+  identity = {k: v for k, v in config.items() if k not in skip}
+  digest = hashlib.sha256()
+  for array in (bench.train.x, bench.train.y):
+    digest.update(np.ascontiguousarray(array).tobytes())
+  identity.update(train_data=digest.hexdigest(), version=debiasjax.__version__)
+  return identity
 
 
 def train_vanilla(config: dict, bench, model):
@@ -126,8 +153,7 @@ def train_vanilla(config: dict, bench, model):
   from debiasjax import train
   from debiasjax.checkpoint import Checkpoints
 
-  identity = {k: config[k] for k in config if k not in ("data_dir",)}
-  identity["data_dir"] = os.path.abspath(os.path.expanduser(config["data_dir"])) if config["data_dir"] else None
+  identity = model_identity(config, bench)
   digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
   cache = os.path.join(FLAGS.cache_dir, f"{config['data']}-{config['model']}-{digest}")
   steps_per_epoch = len(bench.train) // config["batch_size"]

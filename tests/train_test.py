@@ -111,6 +111,8 @@ def test_log_every_reports_means():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(batch_size=1000), "batch_size: expected 1..256"),
     (dict(num_steps=-1), "num_steps: expected a non-negative int"),
+    (dict(steps_per_call=0), "steps_per_call: expected a positive int"),
+    (dict(save_every=-5), "save_every: expected a positive int"),
 ])
 def test_fit_bad_input(kwargs, message):
   _, trainer, key, state = mlp_setup()

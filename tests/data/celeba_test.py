@@ -1,53 +1,14 @@
 """CelebA: prepare TFDS's celeb_a from tiny files in the original formats, read it, split it --
 all without TensorFlow."""
 
-import io
-import os
 import sys
-import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from debiasjax.data import celeba
 from debiasjax.data.splits import cell_table
-
-ATTRS = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
-         "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses "
-         "Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache "
-         "Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks "
-         "Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick "
-         "Wearing_Necklace Wearing_Necktie Young").split()
-N = 48
-
-
-def write_raw_celeba(folder: str, n: int = N) -> dict:
-  """The five original CelebA files for n images; returns the attribute table written."""
-  rng = np.random.default_rng(0)
-  names = [f"{i + 1:06d}.jpg" for i in range(n)]
-  attrs = rng.choice([-1, 1], size=(n, len(ATTRS)))
-  smile, tie = ATTRS.index("Smiling"), ATTRS.index("Wearing_Necktie")
-  attrs[:, smile] = np.tile([1, -1, 1, -1], n // 4)      # every (tie, smile) cell is populated
-  attrs[:, tie] = np.repeat([1, -1], n // 2)
-  with zipfile.ZipFile(os.path.join(folder, "img_align_celeba.zip"), "w") as z:
-    for i, name in enumerate(names):
-      img = np.full((218, 178, 3), (i * 5) % 255, np.uint8)
-      buf = io.BytesIO()
-      Image.fromarray(img).save(buf, format="JPEG", quality=95)
-      z.writestr(f"img_align_celeba/{name}", buf.getvalue())
-  with open(os.path.join(folder, "list_attr_celeba.txt"), "w") as f:
-    f.write(f"{n}\n" + " ".join(ATTRS) + "\n")
-    f.writelines(f"{name} " + " ".join(f"{v:2d}" for v in row) + "\n" for name, row in zip(names, attrs))
-  with open(os.path.join(folder, "list_eval_partition.txt"), "w") as f:
-    f.writelines(f"{name} {i % 3}\n" for i, name in enumerate(names))
-  marks = "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
-  with open(os.path.join(folder, "list_landmarks_align_celeba.txt"), "w") as f:
-    f.write(f"{n}\n{marks}\n")
-    f.writelines(f"{name}    69  109  106  113   77  142   73  152  108  154\n" for name in names)
-  with open(os.path.join(folder, "identity_CelebA.txt"), "w") as f:
-    f.writelines(f"{name} {i + 1}\n" for i, name in enumerate(names))     # unique, to match records
-  return {"names": names, "attrs": attrs}
+from tests.fakes import ATTRS, N, write_raw_celeba
 
 
 @pytest.fixture(scope="module")

@@ -50,9 +50,35 @@ def test_main_on_census(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--data=adult"], "pass --data_dir"),
     (["--data=faces", "--model=mlp"], "--model=mlp is for tables"),
+    (["--data=faces", "--accessory=scarf"], "accessory"),
     (["--phi=1.5"], "error: phi: expected a number in [-1, 1], got 1.5"),
 ])
 def test_main_rejects_bad_flags(tmp_path, args, message):
   out = run_main(*args, f"--run_dir={tmp_path / 'r'}", f"--cache_dir={tmp_path / 'c'}", cwd=ROOT)
   assert out.returncode != 0 and message in out.stderr
   assert not (tmp_path / "r").exists()
+
+
+def test_main_on_csv_and_celeba_files(tmp_path):
+  from debiasjax.data import celeba
+  from tests.fakes import write_adult, write_raw_celeba
+  (tmp_path / "adult").mkdir()
+  write_adult(str(tmp_path / "adult"), n=400)
+  out = run_main("--data=adult", f"--data_dir={tmp_path / 'adult'}", "--protected=race",
+                 "--epochs=1", f"--run_dir={tmp_path / 'ra'}", f"--cache_dir={tmp_path / 'c'}",
+                 cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-3000:]
+  info = json.loads((tmp_path / "ra" / "results.json").read_text())["data"]
+  assert info["name"] == "adult" and info["protected"] == "race"
+
+  (tmp_path / "raw").mkdir()
+  write_raw_celeba(str(tmp_path / "raw"))
+  celeba.prepare(str(tmp_path / "raw"), str(tmp_path / "tfds"), verify_checksums=False)
+  out = run_main("--data=celeba", f"--data_dir={tmp_path / 'tfds'}", "--n_train=12",
+                 "--n_debias=8", "--n_test=8", "--phi=0.5", "--image_size=32", "--width=4",
+                 "--batch_size=4", "--epochs=1", f"--run_dir={tmp_path / 'rc'}",
+                 f"--cache_dir={tmp_path / 'c'}", cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-3000:]
+  payload = json.loads((tmp_path / "rc" / "results.json").read_text())
+  assert payload["data"]["protected"] == "Wearing_Necktie"
+  assert payload["data"]["splits"]["test"]["counts"] == [[2, 2], [2, 2]]
