@@ -1,0 +1,191 @@
+"""Hardt et al. (2016) group-specific randomised thresholds, with fairlearn's semantics.
+
+For every group g, every cut of its scores sorted in decreasing order is a rule ``score > t``
+(and, with ``flip``, ``score < t``), with ``t`` the midpoint between consecutive distinct scores
+(``+inf`` / ``-inf`` at the ends). Each rule is a point ``(x, y)`` = (constraint metric,
+objective metric); the upper convex hull of the points (Andrew's monotone chain) is every
+trade-off a randomised mixture of two rules reaches, and it is interpolated onto the grid
+``x in linspace(0, 1, grid_size + 1)``.
+
+* Simple constraints (demographic parity, TPR / FPR / TNR / FNR parity): all groups share the
+  constraint value x; pick the x maximising ``sum_g p_g y_g(x)`` (``p_g`` the group's share).
+* Equalized odds (x = FPR, y = TPR): the feasible curve is ``y_min(x) = min_g TPR_g(x)``;
+  pick the x maximising accuracy or balanced accuracy of ``(x, y_min(x))``, and mix each group
+  whose hull lies above ``y_min`` with the constant "positive with probability x" until its TPR
+  equals ``y_min`` (``p_ignore = (y_g - y*) / (y_g - x*)``).
+
+This is fairlearn's ``ThresholdOptimizer`` (0.15) decision rule, computed with fixed shapes so
+``fit`` jits and vmaps (e.g. over bootstrap resamples given as ``sample_weight``).
+
+If some group's hull is the diagonal (its scores carry no information, or are anti-correlated
+with the label and ``flip=False``), equalized odds can only be met on the diagonal: the
+optimiser collapses to a constant or random classifier with balanced accuracy 0.5 and zero
+gaps. ``flip=True`` lets anti-correlated groups use ``score < t`` and avoids that case.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+SIMPLE_CONSTRAINTS = {
+    "demographic_parity": "selection_rate", "selection_rate_parity": "selection_rate",
+    "true_positive_rate_parity": "true_positive_rate",
+    "false_positive_rate_parity": "false_positive_rate",
+    "true_negative_rate_parity": "true_negative_rate",
+    "false_negative_rate_parity": "false_negative_rate",
+}
+CONSTRAINTS = tuple(SIMPLE_CONSTRAINTS) + ("equalized_odds",)
+OBJECTIVES = ("accuracy", "balanced_accuracy")
+# Equalized-odds objectives closer than this count as equal and the first grid point wins:
+# fairlearn rounds them to 15 decimals so that plateaus (balanced accuracy 0.5 along the
+# diagonal) resolve to their first point; we compute in float32. Simple constraints take the
+# plain argmax, as fairlearn does.
+TIE_TOLERANCE = 5e-7
+
+
+class ThresholdState(NamedTuple):
+  """A fitted rule: group g predicts positive with probability
+  ``p_ignore[g] * constant + (1 - p_ignore[g]) * sum_k weight[g, k] * op_k(score)``, where
+  ``op_k(s) = s > threshold[g, k]`` if ``greater[g, k]`` else ``s < threshold[g, k]``."""
+  threshold: jax.Array   # [G, 2]
+  greater: jax.Array     # [G, 2] bool
+  weight: jax.Array      # [G, 2] mixing probabilities p0, p1
+  p_ignore: jax.Array    # [G] probability of the constant prediction (equalized odds only)
+  constant: jax.Array    # [] positive probability of the constant prediction
+  x_best: jax.Array      # [] the chosen constraint value (FPR for equalized odds)
+  y_best: jax.Array      # [] the objective there (TPR shared by all groups for equalized odds)
+
+
+def _metric(name, tp, fp, tn, fn):
+  pos, neg = tp + fn, fp + tn
+  safe = lambda a, b: jnp.where(b > 0, a / jnp.where(b > 0, b, 1.0), 0.0)
+  return {
+      "selection_rate": lambda: safe(tp + fp, pos + neg),
+      "true_positive_rate": lambda: safe(tp, pos),
+      "false_positive_rate": lambda: safe(fp, neg),
+      "true_negative_rate": lambda: safe(tn, neg),
+      "false_negative_rate": lambda: safe(fn, pos),
+      "accuracy": lambda: safe(tp + tn, pos + neg),
+      "balanced_accuracy": lambda: 0.5 * safe(tp, pos) + 0.5 * safe(tn, neg),
+  }[name]()
+
+
+def _upper_hull(x, y, valid):
+  """Indices (into x, y) of the upper convex hull of the valid points, which must be sorted by
+  (x, y); returns (indices [P], count). Andrew's monotone chain, dropping collinear points."""
+  num = x.shape[0]
+
+  def push(carry, i):
+    stack, h = carry
+
+    def must_pop(state):
+      stack, h = state
+      i0, i1 = stack[jnp.maximum(h - 2, 0)], stack[jnp.maximum(h - 1, 0)]
+      cross_ok = (y[i1] - y[i0]) * (x[i] - x[i0]) <= (y[i] - y[i0]) * (x[i1] - x[i0])
+      return (h >= 2) & cross_ok
+
+    stack, h = jax.lax.while_loop(must_pop, lambda s: (s[0], s[1] - 1), (stack, h))
+    stack = stack.at[h].set(i)
+    new = (stack, h + 1)
+    return jax.tree.map(lambda a, b: jnp.where(valid[i], a, b), new, carry), None
+
+  (stack, h), _ = jax.lax.scan(push, (jnp.zeros(num, jnp.int32), jnp.int32(0)), jnp.arange(num))
+  return stack, h
+
+
+def _group_curve(scores, y, w, grid, *, x_metric, y_metric, flip):
+  """The interpolated hull of one group (members: w > 0) on the grid, with its operations."""
+  member = w > 0
+  key = jnp.where(member, scores, -jnp.inf)
+  order = jnp.argsort(-key, stable=True)
+  s, yy, ww = key[order], y[order].astype(jnp.float32), w[order]
+  n_members = member.sum()
+  zero = jnp.zeros(1)
+  cum_pos = jnp.concatenate([zero, jnp.cumsum(ww * yy)])
+  cum_neg = jnp.concatenate([zero, jnp.cumsum(ww * (1 - yy))])
+  n_pos, n_neg = cum_pos[-1], cum_neg[-1]
+  k = jnp.arange(s.shape[0] + 1)
+  prev = jnp.concatenate([jnp.full(1, jnp.inf), s])             # s[k-1]
+  nxt = jnp.concatenate([s, jnp.full(1, -jnp.inf)])              # s[k]
+  valid = (k <= n_members) & ((k == 0) | (k == n_members) | (prev != nxt))
+  threshold = jnp.where(k == 0, jnp.inf, jnp.where(k == n_members, -jnp.inf, 0.5 * (prev + nxt)))
+
+  ops = [(cum_pos, cum_neg, n_neg - cum_neg, n_pos - cum_pos, True)]
+  if flip:
+    ops.append((n_pos - cum_pos, n_neg - cum_neg, cum_neg, cum_pos, False))
+  px = jnp.concatenate([_metric(x_metric, tp, fp, tn, fn) for tp, fp, tn, fn, _ in ops])
+  py = jnp.concatenate([_metric(y_metric, tp, fp, tn, fn) for tp, fp, tn, fn, _ in ops])
+  pvalid = jnp.concatenate([valid] * len(ops))
+  pthreshold = jnp.concatenate([threshold] * len(ops))
+  pgreater = jnp.concatenate([jnp.full(k.shape, g) for *_, g in ops])
+
+  px_sort = jnp.where(pvalid, px, jnp.inf)
+  by_xy = jnp.lexsort((py, px_sort))
+  hull, h = _upper_hull(px_sort[by_xy], py[by_xy], pvalid[by_xy])
+  in_hull = jnp.arange(hull.shape[0]) < h
+  point = by_xy[hull]
+  hx = jnp.where(in_hull, px[point], jnp.inf)
+  hy = jnp.where(in_hull, py[point], 0.0)
+
+  # fairlearn's _get_interpolation_indices: x[i] < grid <= x[i + 1] (first grid point: x[i] <= grid).
+  idx = jnp.searchsorted(hx, grid, side="right") - 1
+  idx = jnp.where((jnp.arange(grid.shape[0]) > 0) & (grid == hx[idx]), idx - 1, idx)
+  idx = jnp.clip(idx, 0, jnp.maximum(h - 2, 0))
+  x0, x1 = hx[idx], hx[idx + 1]
+  p0 = jnp.where(x1 > x0, (x1 - grid) / jnp.where(x1 > x0, x1 - x0, 1.0), 1.0)
+  curve = p0 * hy[idx] + (1 - p0) * hy[idx + 1]
+  ops0 = (pthreshold[point[idx]], pgreater[point[idx]])
+  ops1 = (pthreshold[point[idx + 1]], pgreater[point[idx + 1]])
+  return curve, p0, ops0, ops1, n_pos, n_neg, w.sum()
+
+
+def first_argmax(values, tolerance: float):
+  """Index of the first value within ``tolerance`` of the maximum."""
+  return jnp.argmax(values >= values.max() - tolerance)
+
+
+def fit_thresholds(scores, y_true, groups, *, num_groups: int, constraint: str, objective: str,
+                   grid_size: int, flip: bool, sample_weight=None) -> ThresholdState:
+  """Fits the randomised group thresholds (inputs already validated; jittable)."""
+  scores = jnp.asarray(scores, jnp.float32)
+  y = jnp.asarray(y_true, jnp.int32)
+  w = jnp.ones_like(scores) if sample_weight is None else jnp.asarray(sample_weight, jnp.float32)
+  member = jax.nn.one_hot(groups, num_groups, dtype=jnp.float32).T * w[None]       # [G, N]
+  grid = jnp.linspace(0.0, 1.0, grid_size + 1, dtype=jnp.float32)
+  odds = constraint == "equalized_odds"
+  x_metric = "false_positive_rate" if odds else SIMPLE_CONSTRAINTS[constraint]
+  y_metric = "true_positive_rate" if odds else objective
+  curve_fn = lambda wg: _group_curve(scores, y, wg, grid, x_metric=x_metric, y_metric=y_metric,
+                                     flip=flip)
+  curve, p0, (t0, g0), (t1, g1), n_pos, n_neg, size = jax.vmap(curve_fn)(member)   # [G, K+1]
+  if not odds:
+    best = jnp.argmax(jnp.sum(size[:, None] / size.sum() * curve, axis=0))
+    p_ignore = jnp.zeros(num_groups)
+    y_best = jnp.sum(size / size.sum() * curve[:, best])
+  else:
+    y_min = curve.min(axis=0)
+    tp, fn = n_pos.sum() * y_min, n_pos.sum() * (1 - y_min)
+    fp, tn = n_neg.sum() * grid, n_neg.sum() * (1 - grid)
+    best = first_argmax(_metric(objective, tp, fp, tn, fn), TIE_TOLERANCE)
+    y_best = y_min[best]
+    y_g = curve[:, best]
+    lift = y_g - grid[best]
+    p_ignore = jnp.where(jnp.abs(lift) > 1e-7, (y_g - y_best) / jnp.where(lift != 0, lift, 1.0), 0.0)
+  return ThresholdState(
+      threshold=jnp.stack([t0[:, best], t1[:, best]], -1),
+      greater=jnp.stack([g0[:, best], g1[:, best]], -1),
+      weight=jnp.stack([p0[:, best], 1 - p0[:, best]], -1),
+      p_ignore=p_ignore, constant=grid[best], x_best=grid[best], y_best=y_best)
+
+
+def threshold_probability(state: ThresholdState, scores, groups) -> jax.Array:
+  """P(y_hat = 1) of every sample under the fitted rule."""
+  s = jnp.asarray(scores, jnp.float32)[:, None]
+  t = state.threshold[groups]                                         # [N, 2]
+  fires = jnp.where(state.greater[groups], s > t, s < t).astype(jnp.float32)
+  mixed = jnp.sum(state.weight[groups] * fires, axis=-1)
+  p_ignore = state.p_ignore[groups]
+  return p_ignore * state.constant + (1 - p_ignore) * mixed

@@ -1,0 +1,337 @@
+"""Post-processors against fairlearn and AIF360, jit/vmap, and degenerate inputs."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from debiasjax import metrics as M
+from debiasjax.methods import postprocessing as P
+from debiasjax.metrics.sweep import confusion_at_thresholds
+
+warnings.filterwarnings("ignore")
+
+
+def scored_case(seed, *, groups=None, n=None, ties=False):
+  """Scores informative to a group-dependent degree (sometimes anti-correlated)."""
+  rng = np.random.default_rng(seed)
+  num_groups = groups or int(rng.integers(2, 4))
+  n = n or int(rng.integers(40, 300))
+  g = rng.integers(0, num_groups, n)
+  y = rng.integers(0, 2, n)
+  strength = rng.normal(1.0, 1.0, num_groups)
+  s = np.clip(0.5 + 0.3 * (y - 0.5) * strength[g] + 0.25 * rng.normal(size=n) + 0.1 * g, 0, 1)
+  if ties:
+    s = np.round(s, 1)
+  return s.astype(np.float32), y, g, num_groups
+
+
+def test_confusion_at_thresholds_equals_one_threshold_at_a_time():
+  s, y, g, G = scored_case(0, ties=True)
+  w = np.random.default_rng(1).integers(0, 3, len(y)).astype(np.float32)
+  thresholds = np.array([-1.0, 0.0, 0.3, 0.5, 0.55, 1.0, 2.0], np.float32)
+  swept = confusion_at_thresholds(s, y, g, thresholds, num_groups=G, sample_weight=w)
+  for t, c in zip(thresholds, swept):
+    np.testing.assert_array_equal(c, M.group_confusion(y, s > t, g, num_groups=G, sample_weight=w))
+  per_group = np.random.default_rng(2).uniform(size=(5, G)).astype(np.float32)
+  swept = confusion_at_thresholds(s, y, g, per_group, num_groups=G)
+  for t, c in zip(per_group, swept):
+    np.testing.assert_array_equal(c, M.group_confusion(y, s > t[g], g, num_groups=G))
+
+
+# ------------------------------------------------------------------ threshold optimizer / fairlearn
+
+class Identity(ClassifierMixin, BaseEstimator):
+  """A fitted 'estimator' whose prediction is the score column."""
+
+  def fit(self, X, y):
+    self.fitted_ = True
+    return self
+
+  def predict(self, X):
+    return X[:, 0]
+
+
+def fairlearn_fit(s, y, g, constraint, objective, flip, grid_size):
+  from fairlearn.postprocessing import ThresholdOptimizer
+  to = ThresholdOptimizer(estimator=Identity().fit(None, None), constraints=constraint,
+                          objective=objective + "_score", grid_size=grid_size, flip=flip,
+                          prefit=True, predict_method="predict")
+  to.fit(s[:, None].astype(np.float64), y, sensitive_features=g)
+  return to
+
+
+def fairlearn_objective(to):
+  """fairlearn's objective along its grid (the curve it maximised)."""
+  if to.constraints == "equalized_odds":
+    n, pos = len(to._fit_y), to._fit_y.sum()
+    x, y_min = to._x_grid, np.asarray(to._y_min)
+    tp, fp, fn, tn = pos * y_min, (n - pos) * x, pos * (1 - y_min), (n - pos) * (1 - x)
+    if to.objective == "accuracy_score":
+      return (tp + tn) / n
+    return 0.5 * tp / pos + 0.5 * tn / (n - pos)
+  return to._overall_tradeoff_curve["y"].to_numpy()
+
+
+CONFIGS = [(c, o, f) for c in ("demographic_parity", "equalized_odds", "true_positive_rate_parity",
+                               "false_positive_rate_parity")
+           for o in ("accuracy", "balanced_accuracy") for f in (False, True)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_threshold_optimizer_gives_fairlearns_decision_rule(seed):
+  s, y, g, G = scored_case(seed, groups=2 + seed % 2, n=200, ties=seed % 3 == 0)
+  for constraint, objective, flip in CONFIGS:
+    to = fairlearn_fit(s, y, g, constraint, objective, flip, 1000)
+    to._fit_y = y
+    ref = to._pmf_predict(s[:, None].astype(np.float64), sensitive_features=g)[:, 1]
+    pp = P.threshold_optimizer(constraint=constraint, objective=objective, flip=flip)
+    state = pp.fit(s, y, g)
+    ours = np.asarray(pp.probability(state, s, g))
+    rates = np.asarray(M.group_rates(y, ours, g)[1:4])
+    expected = np.asarray(M.group_rates(y, ref, g)[1:4])
+    if np.abs(rates - expected).max() > 1e-4:
+      # Only a float32 near-tie may pick another grid point: fairlearn's own objective there
+      # must equal its maximum to float32 resolution.
+      curve = fairlearn_objective(to)
+      chosen = int(round(float(state.x_best) * 1000))
+      assert curve.max() - curve[chosen] < 1e-6, (constraint, objective, flip)
+    # Randomised predictions realise the probabilities.
+    keys = jax.random.split(jax.random.key(seed), 400)
+    draws = jax.vmap(lambda k: pp.predict(state, s, g, k))(keys).mean(0)
+    assert np.abs(draws - ours).max() < 0.15
+
+
+def test_threshold_optimizer_state_exposes_the_rule():
+  s, y, g, G = scored_case(3, groups=2)
+  state = P.threshold_optimizer(constraint="equalized_odds").fit(s, y, g)
+  assert state.threshold.shape == (2, 2) and state.weight.shape == (2, 2)
+  np.testing.assert_allclose(state.weight.sum(-1), 1.0, atol=1e-6)
+  assert ((state.p_ignore >= 0) & (state.p_ignore <= 1)).all()
+  # Equalized odds holds on the fitting data in expectation.
+  p = P.threshold_optimizer(constraint="equalized_odds").probability(state, s, g)
+  assert float(M.equalized_odds_difference(y, p, g)) < 0.02
+
+
+def test_equalized_odds_collapses_on_an_anticorrelated_group_and_flip_avoids_it():
+  rng = np.random.default_rng(0)
+  n = 4000
+  g, y = rng.integers(0, 2, n), rng.integers(0, 2, n)
+  signal = np.where(g == 0, 1 - y, y)             # group 0's scores point the wrong way
+  s = np.clip(0.5 + 0.35 * (signal - 0.5) + 0.15 * rng.normal(size=n), 0, 1).astype(np.float32)
+  results = {}
+  for flip in (False, True):
+    pp = P.threshold_optimizer(constraint="equalized_odds", objective="balanced_accuracy", flip=flip)
+    p = pp.probability(pp.fit(s, y, g), s, g)
+    results[flip] = (float(M.balanced_accuracy(y, p)), float(M.equalized_odds_difference(y, p, g)))
+  assert results[False][0] == pytest.approx(0.5, abs=0.01) and results[False][1] < 0.02
+  assert results[True][0] > 0.8 and results[True][1] < 0.05
+
+
+# ------------------------------------------------------------------ AIF360 oracles
+
+def aif360_pair(s, y, g, privileged, hard_threshold=0.5):
+  from aif360.datasets import BinaryLabelDataset
+  frame = pd.DataFrame({"g": g.astype(float), "label": y.astype(float)})
+  truth = BinaryLabelDataset(df=frame, label_names=["label"], protected_attribute_names=["g"],
+                             favorable_label=1.0, unfavorable_label=0.0)
+  pred = truth.copy(deepcopy=True)
+  pred.scores = s.astype(np.float64)[:, None]
+  pred.labels = (s > hard_threshold).astype(np.float64)[:, None]
+  groups = dict(privileged_groups=[{"g": float(privileged)}],
+                unprivileged_groups=[{"g": float(v)} for v in np.unique(g) if v != privileged])
+  return truth, pred, groups
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_equalized_odds_lp_equals_aif360(seed):
+  from aif360.algorithms.postprocessing import EqOddsPostprocessing
+  s, y, g, G = scored_case(seed)
+  privileged = seed % G
+  truth, pred, groups = aif360_pair(s, y, g, privileged)
+  theirs = EqOddsPostprocessing(**groups).fit(truth, pred).model_params
+  state = P.equalized_odds_postprocessing(privileged=privileged).fit(s, y, g)
+  np.testing.assert_allclose(state.objective, theirs.fun, atol=1e-6)
+  np.testing.assert_allclose(state.x, theirs.x, atol=1e-5)
+
+
+@pytest.mark.parametrize("cost", ["weighted", "fpr", "fnr"])
+@pytest.mark.parametrize("seed", range(10))
+def test_calibrated_equalized_odds_equals_aif360(seed, cost):
+  from aif360.algorithms.postprocessing import CalibratedEqOddsPostprocessing
+  s, y, g, G = scored_case(seed)
+  privileged = (seed + 1) % G
+  truth, pred, groups = aif360_pair(s, y, g, privileged)
+  theirs = CalibratedEqOddsPostprocessing(cost_constraint=cost, **groups).fit(truth, pred)
+  state = P.calibrated_equalized_odds(privileged=privileged, cost_constraint=cost).fit(s, y, g)
+  for ours, ref in [(state.base_rate_priv, theirs.base_rate_priv),
+                    (state.base_rate_unpriv, theirs.base_rate_unpriv),
+                    (state.priv_mix_rate, theirs.priv_mix_rate),
+                    (state.unpriv_mix_rate, theirs.unpriv_mix_rate)]:
+    np.testing.assert_allclose(float(ours), float(ref), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("metric", list(P.ROC_METRICS))
+@pytest.mark.parametrize("seed", range(6))
+def test_reject_option_equals_aif360(seed, metric):
+  from aif360.algorithms.postprocessing import RejectOptionClassification
+  s, y, g, G = scored_case(seed, n=150)
+  privileged = seed % G
+  truth, pred, groups = aif360_pair(s, y, g, privileged)
+  kw = dict(num_thresholds=20, num_margins=10, metric_lb=-0.1, metric_ub=0.1)
+  theirs = RejectOptionClassification(num_class_thresh=20, num_ROC_margin=10,
+                                      metric_name=P.ROC_METRICS[metric], metric_lb=-0.1,
+                                      metric_ub=0.1, **groups).fit(truth, pred)
+  state = P.reject_option(privileged=privileged, metric=metric, **kw).fit(s, y, g)
+  if bool(state.feasible):
+    np.testing.assert_allclose(state.threshold, theirs.classification_threshold, atol=1e-6)
+    np.testing.assert_allclose(state.margin, theirs.ROC_margin, atol=1e-6)
+    labels = theirs.predict(pred).labels.ravel()
+    np.testing.assert_array_equal(P.reject_option(privileged=privileged).probability(state, s, g),
+                                  labels)
+
+
+def test_reject_option_default_grid_equals_aif360():
+  from aif360.algorithms.postprocessing import RejectOptionClassification
+  s, y, g, _ = scored_case(7, groups=2, n=120)
+  truth, pred, groups = aif360_pair(s, y, g, 1)
+  theirs = RejectOptionClassification(**groups).fit(truth, pred)
+  state = P.reject_option(privileged=1).fit(s, y, g)
+  assert bool(state.feasible)
+  np.testing.assert_allclose([state.threshold, state.margin],
+                             [theirs.classification_threshold, theirs.ROC_margin], atol=1e-6)
+
+
+def test_reject_option_infeasible_picks_the_smallest_disparity():
+  # The unprivileged group's scores are 0: never above t - m >= 0, so its selection rate is 0
+  # and statistical parity is 0 or -1 (privileged all positive); [0.1, 0.2] is unreachable.
+  rng = np.random.default_rng(0)
+  g = np.repeat([0, 1], 100)
+  y = rng.integers(0, 2, 200)
+  s = np.where(g == 0, 0.0, 0.9999).astype(np.float32)
+  kw = dict(privileged=1, metric_lb=0.1, metric_ub=0.2, num_thresholds=20, num_margins=5)
+  state = P.reject_option(**kw).fit(s, y, g)
+  assert not bool(state.feasible)
+  # AIF360 would take the most negative signed metric (-1: everyone privileged selected, nobody
+  # else); we take the smallest |metric| (0: nobody selected).
+  from aif360.algorithms.postprocessing import RejectOptionClassification
+  truth, pred, groups = aif360_pair(s, y, g, 1)
+  theirs = RejectOptionClassification(num_class_thresh=20, num_ROC_margin=5, metric_lb=0.1,
+                                      metric_ub=0.2, **groups).fit(truth, pred)
+  their_labels = theirs.predict(pred).labels.ravel()
+  assert float(M.demographic_parity_difference(their_labels, g, privileged=1)) == -1.0
+  assert float(state.metric) == 0.0
+  p = P.reject_option(**kw).probability(state, s, g)
+  assert float(M.demographic_parity_difference(p, g, privileged=1)) == 0.0
+
+
+# ------------------------------------------------------------------ naive threshold
+
+def test_naive_threshold_maximises_its_objective_and_never_returns_a_constant():
+  s, y, g, G = scored_case(5, groups=2)
+  for lam in (0.0, 1.0, 50.0):
+    state = P.naive_threshold(metric="equalized_odds", lam=lam).fit(s, y, g)
+    distinct = np.unique(s)
+    best = max(float(M.balanced_accuracy(y, s > t)) - lam * float(M.equalized_odds_difference(y, s > t, g))
+               for t in (distinct[1:] + distinct[:-1]) / 2)
+    assert float(state.objective) == pytest.approx(best, abs=1e-5)
+    p = np.asarray(P.naive_threshold().probability(state, s, g))
+    assert 0 < p.mean() < 1                     # not a constant classifier, even at lam = 50
+
+
+def test_naive_threshold_vmaps_over_lam():
+  s, y, g, G = scored_case(6, groups=2)
+  lams = jnp.array([0.0, 0.5, 2.0])
+  fit = lambda lam: P.naive_threshold(lam=lam, num_groups=2).fit(s, y, g)
+  batched = jax.vmap(fit)(lams)
+  for i, lam in enumerate([0.0, 0.5, 2.0]):
+    np.testing.assert_allclose(batched.threshold[i], fit(lam).threshold)
+  assert (np.diff(np.asarray(batched.gap)) <= 1e-6).all()      # more weight, smaller gap
+
+
+# ------------------------------------------------------------------ jit, vmap, bootstrap
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("threshold_optimizer", dict(constraint="equalized_odds")),
+    ("threshold_optimizer", dict(constraint="demographic_parity", flip=True)),
+    ("reject_option", dict(num_thresholds=10, num_margins=5)),
+    ("equalized_odds", {}), ("calibrated_equalized_odds", {}), ("naive_threshold", {})])
+def test_bootstrap_fits_vmap_equals_loop(name, kwargs):
+  s, y, g, G = scored_case(11, groups=2, n=200)
+  pp = P.METHODS[name](num_groups=2, **kwargs)
+  rng = np.random.default_rng(0)
+  weights = rng.multinomial(len(y), np.ones(len(y)) / len(y), size=4).astype(np.float32)
+  batched = jax.jit(jax.vmap(lambda w: pp.fit(s, y, g, sample_weight=w)))(weights)
+  for i, w in enumerate(weights):
+    one = pp.fit(s, y, g, sample_weight=w)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(jax.tree.map(lambda v: v[i], batched))):
+      np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
+def test_sample_weights_equal_repeated_rows():
+  s, y, g, G = scored_case(12, groups=2, n=150)
+  w = np.random.default_rng(3).integers(0, 3, len(y))
+  rep = np.repeat(np.arange(len(y)), w)
+  for name in ("threshold_optimizer", "equalized_odds", "calibrated_equalized_odds"):
+    pp = P.METHODS[name]()
+    a, b = pp.fit(s, y, g, sample_weight=w.astype(np.float32)), pp.fit(s[rep], y[rep], g[rep])
+    np.testing.assert_allclose(pp.probability(a, s, g), pp.probability(b, s, g), atol=1e-5)
+
+
+# ------------------------------------------------------------------ degenerate inputs
+
+@pytest.mark.parametrize("name", list(P.METHODS))
+def test_nan_scores_raise(name):
+  s, y, g, _ = scored_case(0, groups=2)
+  s[3] = np.nan
+  with pytest.raises(ValueError, match="scores: expected finite scores, got 1 NaN"):
+    P.METHODS[name]().fit(s, y, g)
+
+
+@pytest.mark.parametrize("name", ["threshold_optimizer", "equalized_odds", "calibrated_equalized_odds"])
+def test_group_with_one_label_class_raises(name):
+  s, y, g, _ = scored_case(0, groups=2)
+  y = np.where(g == 1, 1, y)
+  with pytest.raises(ValueError, match="group 1 has only label 1 \\(degenerate labels\\)"):
+    P.METHODS[name]().fit(s, y, g)
+
+
+def test_one_label_class_is_fine_where_the_method_needs_none():
+  s, y, g, _ = scored_case(0, groups=2)
+  y = np.where(g == 1, 1, y)
+  state = P.reject_option(metric="statistical_parity", num_thresholds=10, num_margins=5).fit(s, y, g)
+  assert np.isfinite(float(state.threshold))
+  state = P.naive_threshold(metric="demographic_parity").fit(s, y, g)
+  assert np.isfinite(float(state.objective))
+
+
+def test_all_equal_scores():
+  _, y, g, _ = scored_case(0, groups=2)
+  s = np.full(len(y), 0.7, np.float32)
+  with pytest.raises(ValueError, match="all scores are equal"):
+    P.naive_threshold().fit(s, y, g)
+  # The threshold optimizer can only randomise between "all negative" and "all positive":
+  # every group gets the same positive probability, so every gap is 0.
+  pp = P.threshold_optimizer(constraint="equalized_odds")
+  p = np.asarray(pp.probability(pp.fit(s, y, g), s, g))
+  assert np.ptp(p) < 1e-6 and float(M.equalized_odds_difference(y, p, g)) < 1e-6
+  pp = P.threshold_optimizer(constraint="demographic_parity")
+  p = np.asarray(pp.probability(pp.fit(s, y, g), s, g))
+  assert float(M.demographic_parity_difference(p, g)) < 1e-6
+
+
+@pytest.mark.parametrize("factory, kwargs, message", [
+    (P.threshold_optimizer, dict(constraint="parity"), "constraint: expected one of"),
+    (P.threshold_optimizer, dict(objective="f1"), "objective: expected one of"),
+    (P.reject_option, dict(metric="disparate_impact"), "metric: expected one of"),
+    (P.reject_option, dict(low_threshold=0.9, high_threshold=0.1), "low_threshold"),
+    (P.calibrated_equalized_odds, dict(cost_constraint="for"), "cost_constraint"),
+    (P.naive_threshold, dict(metric="accuracy"), "metric: expected one of"),
+])
+def test_bad_hyperparameters(factory, kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    factory(**kwargs)
