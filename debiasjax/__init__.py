@@ -1,10 +1,13 @@
 """debiasjax: post-hoc debiasing of neural networks in JAX/Flax -- measure, explain, fix.
 
-Import as ``import debiasjax as dj``; the subpackages are ``dj.data``, ``dj.models``,
-``dj.metrics``, ``dj.train``, ``dj.checkpoint``, ``dj.evaluate`` and ``dj.report``.
+Import as ``import debiasjax as dj``: ``dj.data``, ``dj.models``, ``dj.metrics``, ``dj.methods``,
+``dj.train``, ``dj.checkpoint``, ``dj.evaluate``, ``dj.report``, and the one-call pipeline
+``dj.debias(apply_fn, variables, benchmark, methods=[...])``.
 """
 
-from debiasjax import checkpoint, data, evaluate, metrics, models, report, train
+from debiasjax import checkpoint, data, evaluate, methods, metrics, models, report, train
+from debiasjax.debias import debias
 
-__version__ = "0.1.0"
-__all__ = ["checkpoint", "data", "evaluate", "metrics", "models", "report", "train"]
+__version__ = "0.2.0"
+__all__ = ["checkpoint", "data", "debias", "evaluate", "methods", "metrics", "models", "report",
+           "train"]

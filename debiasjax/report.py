@@ -14,7 +14,7 @@ import os
 import tempfile
 from typing import Optional, Sequence
 
-OUTPUTS = ("results.json", "results.csv", "report.md")
+OUTPUTS = ("results.json", "results.csv", "report.md", "pareto.png")
 
 # (key, short header) of the columns every results table shows.
 COLUMNS = (("accuracy", "Acc"), ("balanced_accuracy", "Bal.acc"), ("demographic_parity", "DP"),
@@ -136,7 +136,8 @@ def explain_gap(row: dict, groups: Sequence[str]) -> str:
     return ""
   tpr = [g["tpr"] for g in rates]
   fpr = [g["fpr"] for g in rates]
-  hi, lo = max(range(len(tpr)), key=tpr.__getitem__), min(range(len(tpr)), key=tpr.__getitem__)
+  hi = max(range(len(tpr)), key=tpr.__getitem__)
+  lo = min((i for i in range(len(tpr)) if i != hi), key=tpr.__getitem__)
   name = lambda i: groups[i] if i < len(groups) else f"group {i}"
   return (f"{row['method']}: equalized-odds gap {row['equalized_odds']:.3f}; true positive rate "
           f"{tpr[hi]:.3f} for '{name(hi)}' vs {tpr[lo]:.3f} for '{name(lo)}', false positive "
@@ -179,3 +180,46 @@ def write_results(run_dir: str, *, rows: Sequence[dict], config: dict, info: dic
   atomic_write(os.path.join(run_dir, "results.csv"), results_csv(rows))
   atomic_write(os.path.join(run_dir, "report.md"),
                render_report(rows=rows, config=config, info=info, command=command, notes=notes))
+
+
+def _coincident(rows: Sequence[dict], x_key: str, y_key: str) -> list:
+  """Rows grouped by identical (rounded) coordinates, as [((x, y), [rows])] sorted by x."""
+  groups = {}
+  for r in rows:
+    groups.setdefault((round(r[x_key], 4), round(r[y_key], 4)), []).append(r)
+  return sorted(groups.items())
+
+
+def pareto_plot(rows: Sequence[dict], path: str, *, gap: str = "equalized_odds",
+                performance: str = "balanced_accuracy", title: str = "") -> None:
+  """Scatter of every method (gap vs performance) with the Pareto front, as a PNG (atomic)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
+  front = sorted((r for r in rows if r.get("pareto")), key=lambda r: r[gap])
+  if len(front) > 1:
+    ax.step([r[gap] for r in front], [r[performance] for r in front], where="post",
+            color="0.6", lw=1, zorder=1, label="Pareto front")
+  placed = []   # label positions so far, to stagger neighbours
+  for (x, y), members in _coincident(rows, gap, performance):
+    for r in members:
+      marker = "*" if r["method"] == "Vanilla" else ("o" if r.get("pareto") else "x")
+      ax.scatter(x, y, marker=marker, s=90 if marker == "*" else 50, zorder=2)
+    near = sum(abs(x - px) < 0.08 and abs(y - py) < 0.03 for px, py in placed)
+    ax.annotate(" = ".join(r["method"] for r in members), (x, y), textcoords="offset points",
+                xytext=(6, 4 - 11 * near), fontsize=8)
+    placed.append((x, y))
+  ax.set_xlabel(f"{gap.replace('_', ' ')} gap (lower is fairer)")
+  ax.set_ylabel(performance.replace("_", " "))
+  ax.set_title(title or "Methods on the test split")
+  ax.grid(alpha=0.3)
+  lo = min(0.45, min(r[performance] for r in rows) - 0.03)
+  ax.set_ylim(lo, max(1.0, max(r[performance] for r in rows) + 0.02))
+  ax.set_xlim(-0.02, max(1.0, max(r[gap] for r in rows) + 0.05))
+  buf = io.BytesIO()
+  fig.tight_layout()
+  fig.savefig(buf, format="png")
+  plt.close(fig)
+  atomic_write(path, buf.getvalue())

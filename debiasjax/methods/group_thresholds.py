@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 SIMPLE_CONSTRAINTS = {
     "demographic_parity": "selection_rate", "selection_rate_parity": "selection_rate",
@@ -189,3 +190,37 @@ def threshold_probability(state: ThresholdState, scores, groups) -> jax.Array:
   mixed = jnp.sum(state.weight[groups] * fires, axis=-1)
   p_ignore = state.p_ignore[groups]
   return p_ignore * state.constant + (1 - p_ignore) * mixed
+
+
+def roc_auc(scores, y_true) -> float:
+  """Area under the ROC curve, P(score_pos > score_neg) + P(tie) / 2 (rank formula)."""
+  s = np.asarray(scores, np.float64)
+  y = np.asarray(y_true).astype(bool)
+  pos, neg = int(y.sum()), int((~y).sum())
+  if pos == 0 or neg == 0:
+    raise ValueError("y_true: the ROC AUC needs positives and negatives")
+  order = np.argsort(s, kind="stable")
+  ranks = np.empty(len(s))
+  sorted_s = s[order]
+  # average ranks over ties
+  boundaries = np.flatnonzero(np.diff(sorted_s)) + 1
+  starts = np.concatenate([[0], boundaries])
+  ends = np.concatenate([boundaries, [len(s)]])
+  for a, b in zip(starts, ends):
+    ranks[order[a:b]] = 0.5 * (a + b + 1)
+  return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def hull_lift(scores, y_true, groups, *, num_groups: int, flip: bool) -> np.ndarray:
+  """Per group, the area between the upper ROC hull (the trade-offs the threshold optimizer can
+  reach, with ``score < t`` rules too when ``flip``) and the diagonal: 0 for uninformative
+  scores, 0.5 for perfect ones. Equalized odds is confined to the intersection of the hulls, so
+  a group with lift ~0 collapses the optimizer to chance."""
+  grid = jnp.linspace(0.0, 1.0, 1001, dtype=jnp.float32)
+  member = jax.nn.one_hot(jnp.asarray(groups), num_groups, dtype=jnp.float32).T
+  curve_fn = lambda w: _group_curve(jnp.asarray(scores, jnp.float32), jnp.asarray(y_true), w, grid,
+                                    x_metric="false_positive_rate",
+                                    y_metric="true_positive_rate", flip=flip)[0]
+  curves = np.asarray(jax.jit(jax.vmap(curve_fn))(member))
+  area = 0.5 * (curves[:, 1:] + curves[:, :-1]).mean(axis=1)
+  return area - 0.5

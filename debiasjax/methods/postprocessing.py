@@ -106,6 +106,11 @@ def _privileged_split(c: jax.Array, privileged: int) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 # Threshold optimizer (Hardt et al.; fairlearn semantics)
 
+# Compiled once per static configuration and shared by every factory call.
+_fit_thresholds = jax.jit(_to.fit_thresholds, static_argnames=(
+    "num_groups", "constraint", "objective", "grid_size", "flip"))
+
+
 def threshold_optimizer(*, constraint: str = "demographic_parity", objective: str = "accuracy",
                         grid_size: int = 1000, flip: bool = False,
                         num_groups: Optional[int] = None) -> PostProcessor:
@@ -136,12 +141,9 @@ def threshold_optimizer(*, constraint: str = "demographic_parity", objective: st
   _check_option("objective", objective, _to.OBJECTIVES)
   if not isinstance(grid_size, int) or grid_size < 1:
     raise ValueError(f"grid_size: expected a positive int, got {grid_size!r}")
-  core = jax.jit(_to.fit_thresholds, static_argnames=("num_groups", "constraint", "objective",
-                                                      "grid_size", "flip"))
-
   def fit(scores, y, groups, *, sample_weight=None):
     s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups)
-    return core(s, y, g, num_groups=n, constraint=constraint, objective=objective,
+    return _fit_thresholds(s, y, g, num_groups=n, constraint=constraint, objective=objective,
                 grid_size=grid_size, flip=flip, sample_weight=w)
 
   def probability(state, scores, groups):
@@ -190,6 +192,27 @@ def _overall_balanced_accuracy(c: jax.Array) -> jax.Array:
   return 0.5 * (tpr + tnr)
 
 
+@functools.partial(jax.jit, static_argnames=("n", "privileged", "metric", "grid", "bounds"))
+def _fit_reject_option(s, y, g, w, *, n, privileged, metric, grid, bounds) -> RejectOptionState:
+  """AIF360's threshold x margin search, every grid point scored at once."""
+  low, high, num_thresholds, num_margins = grid
+  t = np.linspace(low, high, num_thresholds)
+  grid_t = jnp.asarray(np.repeat(t, num_margins), jnp.float32)
+  grid_m = jnp.asarray((np.minimum(t, 1.0 - t)[:, None] * np.linspace(0.0, 1.0, num_margins)[None])
+                       .ravel(), jnp.float32)
+  is_priv = jnp.arange(n) == privileged
+  thresholds = jnp.where(is_priv[None], grid_t[:, None] + grid_m[:, None],
+                         grid_t[:, None] - grid_m[:, None])                    # [TM, G]
+  c = confusion_at_thresholds(s, y, g, thresholds, num_groups=n, sample_weight=w)
+  value = _signed_metric(metric, _privileged_split(c, privileged))
+  bacc = _overall_balanced_accuracy(c)
+  feasible = (value >= bounds[0]) & (value <= bounds[1])
+  best_feasible = _to.first_argmax(jnp.where(feasible, bacc, -jnp.inf), 0.0)
+  closest = _to.first_argmax(-jnp.abs(value) + 1e-6 * bacc, 0.0)
+  best = jnp.where(feasible.any(), best_feasible, closest)
+  return RejectOptionState(grid_t[best], grid_m[best], value[best], bacc[best], feasible.any())
+
+
 def reject_option(*, privileged: int = 1, metric: str = "statistical_parity",
                   low_threshold: float = 0.01, high_threshold: float = 0.99,
                   num_thresholds: int = 100, num_margins: int = 50, metric_lb: float = -0.05,
@@ -220,31 +243,17 @@ def reject_option(*, privileged: int = 1, metric: str = "statistical_parity",
     raise ValueError("low_threshold, high_threshold, num_thresholds, num_margins: expected "
                      "0 <= low < high <= 1 and positive counts, got "
                      f"{low_threshold}, {high_threshold}, {num_thresholds}, {num_margins}")
-  t = np.linspace(low_threshold, high_threshold, num_thresholds)
-  fraction = np.linspace(0.0, 1.0, num_margins)
-  grid_t = jnp.asarray(np.repeat(t, num_margins), jnp.float32)
-  grid_m = jnp.asarray((np.minimum(t, 1.0 - t)[:, None] * fraction[None]).ravel(), jnp.float32)
-
-  @functools.partial(jax.jit, static_argnames=("n",))
-  def core(s, y, g, w, n):
-    is_priv = jnp.arange(n) == privileged
-    thresholds = jnp.where(is_priv[None], grid_t[:, None] + grid_m[:, None],
-                           grid_t[:, None] - grid_m[:, None])                  # [TM, G]
-    c = confusion_at_thresholds(s, y, g, thresholds, num_groups=n, sample_weight=w)
-    value = _signed_metric(metric, _privileged_split(c, privileged))
-    bacc = _overall_balanced_accuracy(c)
-    feasible = (value >= metric_lb) & (value <= metric_ub)
-    best_feasible = _to.first_argmax(jnp.where(feasible, bacc, -jnp.inf), 0.0)
-    closest = _to.first_argmax(-jnp.abs(value) + 1e-6 * bacc, 0.0)
-    best = jnp.where(feasible.any(), best_feasible, closest)
-    return RejectOptionState(grid_t[best], grid_m[best], value[best], bacc[best], feasible.any())
+  low_threshold, high_threshold = float(low_threshold), float(high_threshold)
+  metric_lb, metric_ub = float(metric_lb), float(metric_ub)
 
   def fit(scores, y, groups, *, sample_weight=None):
     s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups,
                             both_labels=metric != "statistical_parity")
     if not 0 <= privileged < n:
       raise ValueError(f"privileged: expected a group code in 0..{n - 1}, got {privileged}")
-    return core(s, y, g, w, n)
+    return _fit_reject_option(s, y, g, w, n=n, privileged=privileged, metric=metric,
+                              grid=(low_threshold, high_threshold, num_thresholds, num_margins),
+                              bounds=(metric_lb, metric_ub))
 
   def probability(state, scores, groups):
     s = _check_scores(scores)
@@ -289,6 +298,36 @@ def _solve_small_lp(c, a_eq, b_eq):
   return best_x, best_val
 
 
+@functools.partial(jax.jit, static_argnames=("privileged", "threshold"))
+def _fit_equalized_odds(s, y, g, w, *, privileged, threshold) -> EqOddsState:
+  """AIF360's 4-variable linear program on the hard predictions ``s > threshold``."""
+  priv = (g == privileged)
+  yhat = (s > threshold).astype(jnp.float32)
+  yf = y.astype(jnp.float32)
+
+  def group_stats(mask):
+    wm = w * mask
+    total = wm.sum()
+    mean = lambda v: jnp.sum(wm * v) / total
+    base = mean(yf)
+    tp, fp = mean(yhat * yf), mean(yhat * (1 - yf))
+    fn, tn = mean((1 - yhat) * yf), mean((1 - yhat) * (1 - yf))
+    rates = (fp / (1 - base), tp / base, tn / (1 - base), fn / base)   # FPR TPR TNR FNR
+    return base, tp, fp, fn, tn, rates
+
+  sbr, stp, sfp, sfn, stn, (sfpr, stpr, stnr, sfnr) = group_stats(priv)
+  obr, otp, ofp, ofn, otn, (ofpr, otpr, otnr, ofnr) = group_stats(~priv)
+  c = jnp.stack([sfpr - stpr, stnr - sfnr, ofpr - otpr, otnr - ofnr])
+  # AIF360's equality constraints: the mixed TPRs (row 0) and FPRs (row 1) of the groups are
+  # equal, e.g. x0 P(y^=1|y=1,p) + x1 P(y^=0|y=1,p) - x2 P(y^=1|y=1,u) - x3 P(y^=0|y=1,u) = 0.
+  a_eq = jnp.stack([jnp.stack([stp / sbr, sfn / sbr, -otp / obr, -ofn / obr]),
+                    jnp.stack([sfp / (1 - sbr), stn / (1 - sbr), -ofp / (1 - obr),
+                               -otn / (1 - obr)])])
+  b_eq = jnp.zeros(2)
+  x, value = _solve_small_lp(c, a_eq, b_eq)
+  return EqOddsState(x, value)
+
+
 def equalized_odds_postprocessing(*, privileged: int = 1, threshold: float = 0.5,
                                   num_groups: Optional[int] = None) -> PostProcessor:
   """Equalized-odds post-processing (Hardt, Price & Srebro, 2016), AIF360's
@@ -305,39 +344,11 @@ def equalized_odds_postprocessing(*, privileged: int = 1, threshold: float = 0.5
   group; ``predict`` here flips each label independently with probability ``p`` (the same
   expected rates), and ``probability`` gives those expectations.
   """
-  @jax.jit
-  def core(s, y, g, w):
-    priv = (g == privileged)
-    yhat = (s > threshold).astype(jnp.float32)
-    yf = y.astype(jnp.float32)
-
-    def group_stats(mask):
-      wm = w * mask
-      total = wm.sum()
-      mean = lambda v: jnp.sum(wm * v) / total
-      base = mean(yf)
-      tp, fp = mean(yhat * yf), mean(yhat * (1 - yf))
-      fn, tn = mean((1 - yhat) * yf), mean((1 - yhat) * (1 - yf))
-      rates = (fp / (1 - base), tp / base, tn / (1 - base), fn / base)   # FPR TPR TNR FNR
-      return base, tp, fp, fn, tn, rates
-
-    sbr, stp, sfp, sfn, stn, (sfpr, stpr, stnr, sfnr) = group_stats(priv)
-    obr, otp, ofp, ofn, otn, (ofpr, otpr, otnr, ofnr) = group_stats(~priv)
-    c = jnp.stack([sfpr - stpr, stnr - sfnr, ofpr - otpr, otnr - ofnr])
-    # AIF360's equality constraints: the mixed TPRs (row 0) and FPRs (row 1) of the groups are
-    # equal, e.g. x0 P(y^=1|y=1,p) + x1 P(y^=0|y=1,p) - x2 P(y^=1|y=1,u) - x3 P(y^=0|y=1,u) = 0.
-    a_eq = jnp.stack([jnp.stack([stp / sbr, sfn / sbr, -otp / obr, -ofn / obr]),
-                      jnp.stack([sfp / (1 - sbr), stn / (1 - sbr), -ofp / (1 - obr),
-                                 -otn / (1 - obr)])])
-    b_eq = jnp.zeros(2)
-    x, value = _solve_small_lp(c, a_eq, b_eq)
-    return EqOddsState(x, value)
-
   def fit(scores, y, groups, *, sample_weight=None):
     s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups)
     if not 0 <= privileged < n:
       raise ValueError(f"privileged: expected a group code in 0..{n - 1}, got {privileged}")
-    state = core(s, y, g, w)
+    state = _fit_equalized_odds(s, y, g, w, privileged=privileged, threshold=float(threshold))
     if _is_concrete(state.x) and not np.isfinite(np.asarray(state.x)).all():
       raise ValueError("equalized odds: the linear program has no feasible solution for these "
                        "predictions (the hard predictions of a group are constant)")
@@ -367,6 +378,36 @@ class CalibratedEqOddsState(NamedTuple):
 COST_CONSTRAINTS = {"fpr": (1.0, 0.0), "fnr": (0.0, 1.0), "weighted": (1.0, 1.0)}
 
 
+@functools.partial(jax.jit, static_argnames=("privileged", "cost_constraint"))
+def _fit_calibrated(s, y, g, w, *, privileged, cost_constraint) -> CalibratedEqOddsState:
+  """AIF360's base rates, costs and (unclipped) mix rates."""
+  fp_rate, fn_rate = COST_CONSTRAINTS[cost_constraint]
+  norm = fp_rate + fn_rate if fp_rate and fn_rate else 1.0
+  yf = y.astype(jnp.float32)
+
+  def cost(mask, score):
+    """(base rate, cost) of one group under the given scores."""
+    wm = w * mask
+    base = jnp.sum(wm * yf) / wm.sum()
+    gfpr = jnp.sum(wm * (1 - yf) * score) / jnp.sum(wm * (1 - yf))
+    gfnr = jnp.sum(wm * yf * (1 - score)) / jnp.sum(wm * yf)
+    if cost_constraint == "fpr":
+      return base, gfpr
+    if cost_constraint == "fnr":
+      return base, gfnr
+    return base, (fp_rate / norm) * gfpr * (1 - base) + (fn_rate / norm) * gfnr * base
+
+  priv = (g == privileged).astype(jnp.float32)
+  br_p, priv_cost = cost(priv, s)
+  br_u, unpriv_cost = cost(1 - priv, s)
+  _, priv_trivial = cost(priv, jnp.full_like(s, br_p))
+  _, unpriv_trivial = cost(1 - priv, jnp.full_like(s, br_u))
+  unpriv_more = unpriv_cost > priv_cost
+  priv_mix = jnp.where(unpriv_more, (unpriv_cost - priv_cost) / (priv_trivial - priv_cost), 0.0)
+  unpriv_mix = jnp.where(unpriv_more, 0.0, (priv_cost - unpriv_cost) / (unpriv_trivial - unpriv_cost))
+  return CalibratedEqOddsState(br_p, br_u, priv_mix, unpriv_mix)
+
+
 def calibrated_equalized_odds(*, privileged: int = 1, cost_constraint: str = "weighted",
                               threshold: float = 0.5,
                               num_groups: Optional[int] = None) -> PostProcessor:
@@ -385,40 +426,12 @@ def calibrated_equalized_odds(*, privileged: int = 1, cost_constraint: str = "we
   classifier costs less than the model, so calibrated equalized odds cannot help).
   """
   _check_option("cost_constraint", cost_constraint, COST_CONSTRAINTS)
-  fp_rate, fn_rate = COST_CONSTRAINTS[cost_constraint]
-  norm = fp_rate + fn_rate if fp_rate and fn_rate else 1.0
-
-  @jax.jit
-  def core(s, y, g, w):
-    yf = y.astype(jnp.float32)
-
-    def cost(mask, score):
-      """(base rate, cost) of one group under the given scores."""
-      wm = w * mask
-      base = jnp.sum(wm * yf) / wm.sum()
-      gfpr = jnp.sum(wm * (1 - yf) * score) / jnp.sum(wm * (1 - yf))
-      gfnr = jnp.sum(wm * yf * (1 - score)) / jnp.sum(wm * yf)
-      if cost_constraint == "fpr":
-        return base, gfpr
-      if cost_constraint == "fnr":
-        return base, gfnr
-      return base, (fp_rate / norm) * gfpr * (1 - base) + (fn_rate / norm) * gfnr * base
-
-    priv = (g == privileged).astype(jnp.float32)
-    br_p, priv_cost = cost(priv, s)
-    br_u, unpriv_cost = cost(1 - priv, s)
-    _, priv_trivial = cost(priv, jnp.full_like(s, br_p))
-    _, unpriv_trivial = cost(1 - priv, jnp.full_like(s, br_u))
-    unpriv_more = unpriv_cost > priv_cost
-    priv_mix = jnp.where(unpriv_more, (unpriv_cost - priv_cost) / (priv_trivial - priv_cost), 0.0)
-    unpriv_mix = jnp.where(unpriv_more, 0.0, (priv_cost - unpriv_cost) / (unpriv_trivial - unpriv_cost))
-    return CalibratedEqOddsState(br_p, br_u, priv_mix, unpriv_mix)
 
   def fit(scores, y, groups, *, sample_weight=None):
     s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups)
     if not 0 <= privileged < n:
       raise ValueError(f"privileged: expected a group code in 0..{n - 1}, got {privileged}")
-    state = core(s, y, g, w)
+    state = _fit_calibrated(s, y, g, w, privileged=privileged, cost_constraint=cost_constraint)
     if _is_concrete(state.priv_mix_rate) and not (
         np.isfinite(float(state.priv_mix_rate)) and np.isfinite(float(state.unpriv_mix_rate))):
       raise ValueError("calibrated equalized odds: the cheaper group's trivial classifier costs "
@@ -463,40 +476,44 @@ def _unsigned_gap(name: str, c: jax.Array) -> jax.Array:
           "average_odds": 0.5 * (d_tpr + d_fpr)}[name]
 
 
+@functools.partial(jax.jit, static_argnames=("n", "metric"))
+def _fit_naive(s, y, g, w, lam_, *, n, metric) -> NaiveThresholdState:
+  """Every midpoint threshold scored at once; the best by ``J (1 - gap) ** lam``."""
+  sorted_s = jnp.sort(s)
+  mid = 0.5 * (sorted_s[1:] + sorted_s[:-1])
+  valid = sorted_s[1:] > sorted_s[:-1]
+  c = confusion_at_thresholds(s, y, g, mid, num_groups=n, sample_weight=w)
+  bacc = _overall_balanced_accuracy(c)
+  gap = _unsigned_gap(metric, c)
+  objective = jnp.where(valid, (2 * bacc - 1) * (1 - gap) ** lam_, -jnp.inf)
+  best = _to.first_argmax(objective, 0.0)
+  return NaiveThresholdState(mid[best], objective[best], bacc[best], gap[best])
+
+
 def naive_threshold(*, metric: str = "equalized_odds", lam: float = 1.0,
                     num_groups: Optional[int] = None) -> PostProcessor:
-  """One global threshold maximising ``balanced_accuracy - lam * gap``.
+  """One global threshold maximising ``J * (1 - gap) ** lam``.
 
-  Candidates are the midpoints between consecutive distinct scores, so the rule never predicts
-  one class for everyone: a constant classifier (balanced accuracy 0.5, gap 0) is excluded
-  rather than allowed to win, which is what happens to objectives that ignore accuracy
-  (DetoxAI's default ``-fairness``). ``gap`` is fairlearn's unsigned gap (``metric``:
-  demographic parity, equalized odds, equal opportunity or average odds). ``lam`` may be traced:
-  ``jax.vmap(lambda l: naive_threshold(lam=l).fit(s, y, g))(lams)`` fits a whole trade-off curve
-  in one call. Raises ``ValueError`` when all scores are equal (no non-constant rule exists).
+  ``J = TPR - FPR = 2 * balanced_accuracy - 1`` (Youden's index) is 0 for every constant or
+  random classifier, so the objective is 0 for them and positive for any informative rule with a
+  gap below 1: a constant classifier can never win, however much weight ``lam`` puts on the gap
+  (objectives such as DetoxAI's default ``-fairness``, or ``accuracy - lam * gap``, are won by a
+  constant or nearly constant rule on a biased model). ``gap`` is fairlearn's unsigned gap
+  (``metric``: demographic parity, equalized odds, equal opportunity or average odds); ``lam = 0``
+  gives Youden's threshold. Candidates are the midpoints between consecutive distinct scores.
+  ``lam`` may be traced: ``jax.vmap(lambda l: naive_threshold(lam=l).fit(s, y, g))(lams)`` fits
+  a whole trade-off curve in one call. Raises ``ValueError`` when all scores are equal.
   """
   _check_option("metric", metric, GAPS)
-  if _is_concrete(lam) and not np.isfinite(float(lam)):
-    raise ValueError(f"lam: expected a finite weight, got {lam}")
-
-  @functools.partial(jax.jit, static_argnames=("n",))
-  def core(s, y, g, w, lam_, n):
-    sorted_s = jnp.sort(s)
-    mid = 0.5 * (sorted_s[1:] + sorted_s[:-1])
-    valid = sorted_s[1:] > sorted_s[:-1]
-    c = confusion_at_thresholds(s, y, g, mid, num_groups=n, sample_weight=w)
-    bacc = _overall_balanced_accuracy(c)
-    gap = _unsigned_gap(metric, c)
-    objective = jnp.where(valid, bacc - lam_ * gap, -jnp.inf)
-    best = _to.first_argmax(objective, 0.0)
-    return NaiveThresholdState(mid[best], objective[best], bacc[best], gap[best])
+  if _is_concrete(lam) and not (np.isfinite(float(lam)) and float(lam) >= 0):
+    raise ValueError(f"lam: expected a finite weight >= 0, got {lam}")
 
   def fit(scores, y, groups, *, sample_weight=None):
     s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups, both_labels=False)
     if _is_concrete(s) and np.unique(np.asarray(s)).size < 2:
       raise ValueError("scores: all scores are equal, so every threshold gives a constant "
                        "classifier; there is no threshold to choose")
-    return core(s, y, g, w, jnp.float32(lam), n)
+    return _fit_naive(s, y, g, w, jnp.float32(lam), n=n, metric=metric)
 
   def probability(state, scores, groups):
     del groups

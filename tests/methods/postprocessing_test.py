@@ -233,14 +233,27 @@ def test_reject_option_infeasible_picks_the_smallest_disparity():
 
 def test_naive_threshold_maximises_its_objective_and_never_returns_a_constant():
   s, y, g, G = scored_case(5, groups=2)
+  distinct = np.unique(s)
   for lam in (0.0, 1.0, 50.0):
     state = P.naive_threshold(metric="equalized_odds", lam=lam).fit(s, y, g)
-    distinct = np.unique(s)
-    best = max(float(M.balanced_accuracy(y, s > t)) - lam * float(M.equalized_odds_difference(y, s > t, g))
-               for t in (distinct[1:] + distinct[:-1]) / 2)
+    def objective(t):
+      j = 2 * float(M.balanced_accuracy(y, s > t)) - 1
+      return j * (1 - float(M.equalized_odds_difference(y, s > t, g))) ** lam
+    best = max(objective(t) for t in (distinct[1:] + distinct[:-1]) / 2)
     assert float(state.objective) == pytest.approx(best, abs=1e-5)
-    p = np.asarray(P.naive_threshold().probability(state, s, g))
-    assert 0 < p.mean() < 1                     # not a constant classifier, even at lam = 50
+    assert float(state.objective) > 0                  # a constant classifier would score 0
+
+
+def test_naive_threshold_is_not_won_by_a_near_constant_rule_on_a_shortcut_model():
+  """A model that scores by group: accuracy - lam * gap objectives pick a near-constant rule."""
+  rng = np.random.default_rng(0)
+  g = rng.integers(0, 2, 2000)
+  y = (rng.uniform(size=2000) < np.where(g == 1, 0.9, 0.1)).astype(int)
+  s = np.clip(0.2 + 0.6 * g + 0.05 * rng.normal(size=2000) + 0.03 * (y - 0.5), 0, 1).astype(np.float32)
+  state = P.naive_threshold(metric="equalized_odds", lam=1.0).fit(s, y, g)
+  p = np.asarray(P.naive_threshold().probability(state, s, g))
+  assert 0.2 < p.mean() < 0.8                          # a real split, not everyone on one side
+  assert float(M.balanced_accuracy(y, p)) > 0.6                 # a constant scores 0.5
 
 
 def test_naive_threshold_vmaps_over_lam():

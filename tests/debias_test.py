@@ -1,0 +1,92 @@
+"""debias(): method resolution, identical evaluation, Pareto front, faces and tabular data."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from debiasjax import data, evaluate
+from debiasjax.debias import debias, default_label, pareto_front, resolve_methods
+
+
+def linear_model(split):
+  """A least-squares linear scorer: a stand-in for any trained model (apply_fn, variables)."""
+  x = split.x.reshape(len(split), -1)
+  x1 = np.concatenate([x, np.ones((len(x), 1), np.float32)], 1)
+  w = np.linalg.lstsq(x1, 2.0 * split.y - 1, rcond=None)[0].astype(np.float32)
+  apply = lambda v, xb: jnp.stack([jnp.zeros(len(xb)), 3 * (xb.reshape(len(xb), -1) @ v[:-1] + v[-1])], -1)
+  return apply, jnp.asarray(w)
+
+
+ALL_POSTPROCESSORS = [
+    ("threshold_optimizer", {"constraint": "demographic_parity"}),
+    ("threshold_optimizer", {"constraint": "equalized_odds", "flip": True}),
+    ("reject_option", {"metric": "average_odds", "num_thresholds": 20, "num_margins": 10}),
+    ("equalized_odds", {}), ("calibrated_equalized_odds", {"cost_constraint": "fnr"}),
+    ("naive_threshold", {"metric": "demographic_parity"})]
+
+
+@pytest.fixture(scope="module")
+def faces():
+  return data.faces_benchmark(phi=0.8, n_train=400, n_debias=400, n_test=400, image_size=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def census():
+  return data.table_benchmark(data.census(3000, seed=0), seed=0)
+
+
+@pytest.mark.parametrize("bench_name", ["faces", "census"])
+def test_every_postprocessor_runs_and_is_evaluated_like_vanilla(request, bench_name):
+  bench = request.getfixturevalue(bench_name)
+  apply, w = linear_model(bench.train)
+  result = debias(apply, w, bench, methods=ALL_POSTPROCESSORS)
+  labels = [r["method"] for r in result.rows]
+  assert labels[0] == "Vanilla" and len(labels) == 1 + len(ALL_POSTPROCESSORS)
+  # Vanilla's row is the standard summary of the model's thresholded test scores.
+  scores = evaluate.predict_scores(apply, w, bench.test.x)
+  expected = evaluate.fairness_summary(bench.test.y, (scores > 0.5).astype(np.float32),
+                                       bench.test.group, privileged=bench.info["privileged"])
+  assert result.rows[0]["equalized_odds"] == pytest.approx(expected["equalized_odds"])
+  for row in result.rows:
+    for key in ("accuracy", "balanced_accuracy", "demographic_parity", "equalized_odds",
+                "equal_opportunity", "statistical_parity_difference"):
+      assert np.isfinite(row[key])
+  assert set(result.pareto) <= set(labels) and result.pareto
+  assert sum(r["pareto"] for r in result.rows) == len(result.pareto)
+  # Each post-processor row is its probability on the test split, summarised the same way.
+  label, state = "ThrOpt (DP)", result.states["ThrOpt (DP)"]
+  from debiasjax.methods import threshold_optimizer
+  p = threshold_optimizer(constraint="demographic_parity").probability(state, scores, bench.test.group)
+  row = next(r for r in result.rows if r["method"] == label)
+  assert row["demographic_parity"] == pytest.approx(
+      evaluate.fairness_summary(bench.test.y, np.asarray(p), bench.test.group)["demographic_parity"])
+
+
+def test_pareto_front():
+  rows = [{"method": "A", "balanced_accuracy": 0.6, "equalized_odds": 0.5},
+          {"method": "B", "balanced_accuracy": 0.7, "equalized_odds": 0.3},
+          {"method": "C", "balanced_accuracy": 0.5, "equalized_odds": 0.0},
+          {"method": "D", "balanced_accuracy": 0.65, "equalized_odds": 0.3},
+          {"method": "E", "balanced_accuracy": 0.7, "equalized_odds": 0.3}]
+  assert pareto_front(rows) == ["B", "C", "E"]      # A and D are dominated by B; B, E tie
+
+
+def test_method_labels_and_specs():
+  assert default_label("threshold_optimizer", {"constraint": "equalized_odds", "flip": True}) == \
+      "ThrOpt (EO, flip)"
+  methods = resolve_methods(["reject_option", ("equalized_odds", {}),
+                             {"method": "threshold_optimizer", "label": "mine", "flip": True}])
+  assert [m.label for m in methods] == ["ROC", "EqOdds", "mine"]
+
+
+@pytest.mark.parametrize("methods, message", [
+    (["threshold_optimiser"], r"unknown method 'threshold_optimiser'; available: calibrated_equalized_odds, equalized_odds, naive_threshold, reject_option, threshold_optimizer"),
+    ([("reject_option", {"margin": 3})], r"reject_option has no argument\(s\) \['margin'\]; it accepts .*metric_ub"),
+    ([("threshold_optimizer", {"constraint": "nope"})], "constraint: expected one of"),
+    ([42], "methods: expected 'name'"),
+    (["reject_option", "reject_option"], "labels must be unique"),
+])
+def test_unknown_methods_and_arguments(faces, methods, message):
+  apply, w = linear_model(faces.train)
+  with pytest.raises(ValueError, match=message):
+    debias(apply, w, faces, methods=methods)
