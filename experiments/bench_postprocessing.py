@@ -16,7 +16,6 @@ import warnings
 
 import jax
 import numpy as np
-import pandas as pd
 from absl import app, flags
 
 flags.DEFINE_integer("n", 9000, "Rows.")
@@ -45,41 +44,15 @@ def ours(fn, repeats: int):
   return first, warm
 
 
-def aif360_datasets(s, y, g):
-  from aif360.datasets import BinaryLabelDataset
-  frame = pd.DataFrame({"g": g.astype(float), "label": y.astype(float)})
-  truth = BinaryLabelDataset(df=frame, label_names=["label"], protected_attribute_names=["g"])
-  pred = truth.copy(deepcopy=True)
-  pred.scores = s.astype(np.float64)[:, None]
-  pred.labels = (s > 0.5).astype(np.float64)[:, None]
-  groups = dict(privileged_groups=[{"g": 1.0}], unprivileged_groups=[{"g": 0.0}])
-  return truth, pred, groups
-
-
-def fairlearn_to(constraint):
-  from fairlearn.postprocessing import ThresholdOptimizer
-  from sklearn.base import BaseEstimator, ClassifierMixin
-
-  class Identity(ClassifierMixin, BaseEstimator):
-    def fit(self, X, y):
-      self.fitted_ = True
-      return self
-
-    def predict(self, X):
-      return X[:, 0]
-
-  return ThresholdOptimizer(estimator=Identity().fit(None, None), constraints=constraint,
-                            prefit=True, predict_method="predict")
-
-
 def main(argv):
   del argv
   warnings.filterwarnings("ignore")
   from aif360.algorithms import postprocessing as aif
   from debiasjax.methods import postprocessing as P
+  from experiments.peers import aif360_datasets, fairlearn_threshold_optimizer as fairlearn_to
 
   s, y, g = data(FLAGS.n)
-  truth, pred, groups = aif360_datasets(s, y, g)
+  truth, pred, groups = aif360_datasets(s, y, g, 1)
   s64 = s.astype(np.float64)[:, None]
   rows = []
 

@@ -5,13 +5,12 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin
 
 from debiasjax import metrics as M
 from debiasjax.methods import postprocessing as P
 from debiasjax.metrics.sweep import confusion_at_thresholds
+from experiments.peers import aif360_datasets, fairlearn_threshold_optimizer
 
 warnings.filterwarnings("ignore")
 
@@ -45,24 +44,9 @@ def test_confusion_at_thresholds_equals_one_threshold_at_a_time():
 
 # ------------------------------------------------------------------ threshold optimizer / fairlearn
 
-class Identity(ClassifierMixin, BaseEstimator):
-  """A fitted 'estimator' whose prediction is the score column."""
-
-  def fit(self, X, y):
-    self.fitted_ = True
-    return self
-
-  def predict(self, X):
-    return X[:, 0]
-
-
 def fairlearn_fit(s, y, g, constraint, objective, flip, grid_size):
-  from fairlearn.postprocessing import ThresholdOptimizer
-  to = ThresholdOptimizer(estimator=Identity().fit(None, None), constraints=constraint,
-                          objective=objective + "_score", grid_size=grid_size, flip=flip,
-                          prefit=True, predict_method="predict")
-  to.fit(s[:, None].astype(np.float64), y, sensitive_features=g)
-  return to
+  to = fairlearn_threshold_optimizer(constraint, objective=objective, flip=flip, grid_size=grid_size)
+  return to.fit(s[:, None].astype(np.float64), y, sensitive_features=g)
 
 
 def fairlearn_objective(to):
@@ -134,17 +118,8 @@ def test_equalized_odds_collapses_on_an_anticorrelated_group_and_flip_avoids_it(
 
 # ------------------------------------------------------------------ AIF360 oracles
 
-def aif360_pair(s, y, g, privileged, hard_threshold=0.5):
-  from aif360.datasets import BinaryLabelDataset
-  frame = pd.DataFrame({"g": g.astype(float), "label": y.astype(float)})
-  truth = BinaryLabelDataset(df=frame, label_names=["label"], protected_attribute_names=["g"],
-                             favorable_label=1.0, unfavorable_label=0.0)
-  pred = truth.copy(deepcopy=True)
-  pred.scores = s.astype(np.float64)[:, None]
-  pred.labels = (s > hard_threshold).astype(np.float64)[:, None]
-  groups = dict(privileged_groups=[{"g": float(privileged)}],
-                unprivileged_groups=[{"g": float(v)} for v in np.unique(g) if v != privileged])
-  return truth, pred, groups
+def aif360_pair(s, y, g, privileged):
+  return aif360_datasets(s, y, g, privileged)
 
 
 @pytest.mark.parametrize("seed", range(20))
