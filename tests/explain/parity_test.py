@@ -1,0 +1,70 @@
+"""Parity with the PyTorch references on exported weights: zennit's EpsilonPlusFlat (small CNN and
+torchvision ResNet-18) and captum's integrated gradients, within 1e-4 of max |R|."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from debiasjax import explain as ex
+from debiasjax.models import ResNet18
+from experiments import torch_peers
+
+try:
+  torch, zennit, captum, torchvision = torch_peers.import_torch_peers()
+except ImportError:  # the CI installs them (requirements-test.txt)
+  pytest.skip("torch, zennit and captum are not installed", allow_module_level=True)
+
+
+def _max_rel(ours, theirs):
+  return float(np.max(np.abs(np.asarray(ours) - theirs)) / np.max(np.abs(theirs)))
+
+
+@pytest.fixture(scope="module")
+def small_cnn():
+  torch.manual_seed(0)
+  tmodel = torch_peers.randomize_batch_norm(torch, torch_peers.torch_small_cnn(torch), seed=1)
+  x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype(np.float32)
+  return tmodel, torch_peers.SmallCNN(), torch_peers.small_cnn_variables(tmodel), x
+
+
+def test_small_cnn_logits_match(small_cnn):
+  tmodel, model, variables, x = small_cnn
+  with torch.no_grad():
+    theirs = tmodel(torch_peers.to_torch_images(torch, x)).numpy()
+  np.testing.assert_allclose(model.apply(variables, x), theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_epsilon_plus_flat_matches_zennit_on_a_small_cnn(small_cnn):
+  tmodel, model, variables, x = small_cnn
+  targets = np.asarray(jnp.argmax(model.apply(variables, x), -1))
+  theirs = torch_peers.to_nhwc(torch_peers.zennit_epsilon_plus_flat(
+      torch, zennit, tmodel, torch_peers.to_torch_images(torch, x), targets, resnet=False))
+  ours = ex.lrp(model, variables, jnp.asarray(x), jnp.asarray(targets))
+  assert _max_rel(ours, theirs) < 1e-4
+
+
+def test_epsilon_plus_flat_matches_zennit_on_resnet18():
+  torch.manual_seed(1)
+  tmodel = torch_peers.randomize_batch_norm(torch, torchvision.models.resnet18(num_classes=5), seed=2)
+  x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype(np.float32)
+  model = ResNet18(num_classes=5)
+  variables = torch_peers.resnet_variables(tmodel)
+  tx = torch_peers.to_torch_images(torch, x)
+  with torch.no_grad():
+    np.testing.assert_allclose(model.apply(variables, x), tmodel(tx).numpy(), rtol=1e-4, atol=1e-4)
+  targets = np.asarray(jnp.argmax(model.apply(variables, x), -1))
+  theirs = torch_peers.to_nhwc(torch_peers.zennit_epsilon_plus_flat(torch, zennit, tmodel, tx, targets,
+                                                                    resnet=True))
+  ours = ex.lrp(model, variables, jnp.asarray(x), jnp.asarray(targets))
+  assert _max_rel(ours, theirs) < 1e-4
+
+
+def test_integrated_gradients_match_captum(small_cnn):
+  tmodel, model, variables, x = small_cnn
+  targets = np.asarray(jnp.argmax(model.apply(variables, x), -1))
+  theirs = torch_peers.to_nhwc(torch_peers.captum_integrated_gradients(
+      torch, captum, tmodel, torch_peers.to_torch_images(torch, x), targets, steps=20))
+  apply_fn = jax.jit(lambda x: model.apply(variables, x))
+  ours = ex.integrated_gradients(apply_fn, jnp.asarray(x), jnp.asarray(targets), steps=20)
+  assert _max_rel(ours, theirs) < 1e-4
