@@ -14,7 +14,7 @@ import os
 import tempfile
 from typing import Optional, Sequence
 
-OUTPUTS = ("results.json", "results.csv", "report.md", "pareto.png")
+OUTPUTS = ("results.json", "results.csv", "report.md", "pareto.png", "saliency.png", "heatmaps.png")
 
 # (key, short header) of the columns every results table shows.
 COLUMNS = (("accuracy", "Acc"), ("balanced_accuracy", "Bal.acc"), ("demographic_parity", "DP"),
@@ -145,7 +145,7 @@ def explain_gap(row: dict, groups: Sequence[str]) -> str:
 
 
 def render_report(*, rows: Sequence[dict], config: dict, info: dict, command: str,
-                  notes: Sequence[str] = ()) -> str:
+                  notes: Sequence[str] = (), sections: Sequence[tuple] = ()) -> str:
   groups = info.get("groups", [])
   header = ["Method"] + [h for _, h in COLUMNS]
   parts = [
@@ -162,8 +162,10 @@ def render_report(*, rows: Sequence[dict], config: dict, info: dict, command: st
       "convention; lower is fairer). Changes against Vanilla in brackets.", "",
       markdown_table(header, table_rows(rows)), "",
       "Per-group rates:", "", _group_section(rows, groups), "",
-      "## Reading the numbers", "",
   ]
+  for title, body in sections:
+    parts += [f"## {title}", "", body, ""]
+  parts += ["## Reading the numbers", ""]
   parts += [f"- {line}" for line in [explain_gap(r, groups) for r in rows] + list(notes) if line]
   parts += ["", "## Configuration", "", "```json", json.dumps(config, indent=2, sort_keys=True),
             "```", ""]
@@ -171,15 +173,17 @@ def render_report(*, rows: Sequence[dict], config: dict, info: dict, command: st
 
 
 def write_results(run_dir: str, *, rows: Sequence[dict], config: dict, info: dict,
-                  command: str, notes: Sequence[str] = (), extra: Optional[dict] = None) -> None:
+                  command: str, notes: Sequence[str] = (), extra: Optional[dict] = None,
+                  sections: Sequence[tuple] = ()) -> None:
   """Writes results.json, results.csv and report.md into ``run_dir`` (created if needed;
-  each file atomically)."""
+  each file atomically); ``sections`` are extra ``(title, markdown)`` parts of the report."""
   payload = {"command": command, "config": config, "data": info, "results": list(rows),
              **(extra or {})}
   atomic_write(os.path.join(run_dir, "results.json"), json.dumps(payload, indent=2, default=str))
   atomic_write(os.path.join(run_dir, "results.csv"), results_csv(rows))
   atomic_write(os.path.join(run_dir, "report.md"),
-               render_report(rows=rows, config=config, info=info, command=command, notes=notes))
+               render_report(rows=rows, config=config, info=info, command=command, notes=notes,
+                             sections=sections))
 
 
 def _coincident(rows: Sequence[dict], x_key: str, y_key: str) -> list:

@@ -66,6 +66,10 @@ flags.DEFINE_list("methods", ["thropt_dp", "thropt_eo", "thropt_eo_flip"],
 flags.DEFINE_enum("pareto_metric", "equalized_odds", ["demographic_parity", "equalized_odds",
                                                       "equal_opportunity", "average_odds"],
                   "Fairness gap of the Pareto front and plot.")
+flags.DEFINE_enum("explain", "lrp", ["lrp", "ig", "none"],
+                  "Images: saliency of every model on the accessory's ROI (LRP EpsilonPlusFlat or "
+                  "integrated gradients, 50 steps); none skips it.")
+flags.DEFINE_integer("n_explain", 512, "Images: test images explained (the first n of the split).")
 flags.DEFINE_string("run_dir", None, "Output folder (default runs/<time>-<data>-<model>).")
 flags.DEFINE_string("cache_dir", "runs/cache", "Folder of cached trained models.")
 flags.DEFINE_bool("overwrite", False, "Allow writing into a run_dir that holds results.")
@@ -117,6 +121,10 @@ def resolve_config() -> dict:
     raise app.UsageError(f"--methods: unknown {unknown}; available: {', '.join(PRESETS)}")
   config["methods"] = list(FLAGS.methods)
   config["pareto_metric"] = FLAGS.pareto_metric
+  config["explain"] = FLAGS.explain if images else "none"
+  config["n_explain"] = FLAGS.n_explain
+  if config["explain"] != "none" and FLAGS.n_explain < 2:
+    raise app.UsageError(f"--n_explain: the saliency tests need at least 2 images, got {FLAGS.n_explain}")
   return config
 
 
@@ -165,7 +173,7 @@ def model_identity(config: dict, bench) -> dict:
   """What determines the trained model: the relevant settings, the exact training data (a
   digest, so a changed generator or file never reuses a stale model) and the package version."""
   import debiasjax
-  skip = ("data_dir", "methods", "pareto_metric") + (
+  skip = ("data_dir", "methods", "pareto_metric", "explain", "n_explain") + (
       TABLE_ONLY if config["data"] in IMAGE_DATA else IMAGE_ONLY)
   identity = {k: v for k, v in config.items() if k not in skip}
   digest = hashlib.sha256()
@@ -280,6 +288,59 @@ def calibration_notes(result, bench) -> list:
   return lines
 
 
+SALIENCY_COLUMNS = (("rrf", "RRF"), ("hrf", "HRF"), ("mrr", "MRR"), ("adr", "ADR"), ("dif", "DIF"),
+                    ("rddt", "RDDT"))
+
+
+def saliency_section(config, bench, model, variables, rows, run_dir):
+  """Saliency of every row's network on the protected accessory's ROI: the table section of the
+  report, the summaries, and the two figures."""
+  from debiasjax import explain
+  from debiasjax.data.dataset import roi_mask
+  from debiasjax.metrics import saliency as sal
+  from debiasjax.report import markdown_table
+
+  test = bench.test.take(slice(0, config["n_explain"]))
+  height, width = test.x.shape[1:3]
+  mask = roi_mask(test.roi, height, width)
+  raw = explain.saliency_maps(model, variables, test.x, test.y, method=config["explain"])
+  maps = np.asarray(sal.normalize(raw, "detoxai"))
+  # Every method so far post-processes the scores: the network, hence its maps, is Vanilla's.
+  maps_by_row = {r["method"]: maps for r in rows}
+  summaries = {}
+  for label, m in maps_by_row.items():
+    summaries[label] = sal.saliency_summary(m, mask, vanilla=None if label == "Vanilla" else maps)
+  cells = []
+  for label, s in summaries.items():
+    cell = [label, f"{s['rrf']:.3f}", f"{s['hrf']:.3f}", f"{s['mrr']:.2f}"]
+    cell += (["-", "-", "-"] if "adr" not in s else
+             [f"{s['adr']:+.4f}", f"{s['dif']:.3f}", f"{'yes' if s['rddt'] else 'no'} (p={s['rddt_p']:.2g})"])
+    cells.append(cell)
+  method = ("LRP (EpsilonPlusFlat, BatchNorm folded)" if config["explain"] == "lrp"
+            else "integrated gradients (50 Gauss-Legendre steps, zero baseline)")
+  body = (f"{method} of the true label on the first {len(test)} test images, channel-summed and "
+          "normalised per image as DetoxAI does (|R| / 2 max|R|). RRF = share of relevance in the "
+          "accessory's box, HRF = share of its pixels above 0.05, MRR = mean inside / mean "
+          "outside; against Vanilla: ADR = mean decrease in the box, DIF = share of its pixels "
+          "that decreased (by > 1e-3), RDDT = one-sided t-test of the per-image decrease at "
+          "p < 0.01. Threshold post-processing leaves the network, hence its maps, unchanged.\n\n"
+          + markdown_table(["Method"] + [h for _, h in SALIENCY_COLUMNS], cells)
+          + "\n\nFigures: `saliency.png` (maps averaged per (protected, target) cell, a column per "
+          "model) and `heatmaps.png` (examples with the box).")
+  names = bench.info.get("groups", ["PA=0", "PA=1"])
+  distinct = {}
+  for label, m in maps_by_row.items():
+    distinct.setdefault(id(m), []).append(label)
+  explain.figures.cell_average_figure(
+      {labels[0] + (f" (= {len(labels) - 1} more)" if len(labels) > 1 else ""): maps_by_row[labels[0]]
+       for labels in distinct.values()}, test.group, test.y, test.roi,
+      os.path.join(run_dir, "saliency.png"), images=test.x, group_names=names,
+      target_names=("not " + bench.info.get("target", "T"), bench.info.get("target", "T")))
+  explain.figures.heatmap_grid(test.x, maps, test.roi, os.path.join(run_dir, "heatmaps.png"),
+                               titles=[f"{names[g]}, y={t}" for g, t in zip(test.group, test.y)])
+  return ("Saliency on the protected accessory's region", body), summaries
+
+
 def run():
   from debiasjax import report
   from debiasjax.debias import debias
@@ -313,16 +374,24 @@ def run():
   log("\nTest split (" + ("balanced over the four cells" if config["phi"] is not None else
                           "random 20%") + "); changes against Vanilla in brackets:\n")
   log(report.format_table(rows))
+  sections, extra = [], {"timings": timings}
+  if config["explain"] != "none":
+    start = time.time()
+    section, extra["saliency"] = saliency_section(config, bench, model, variables, rows, run_dir)
+    sections.append(section)
+    timings["explain_s"] = time.time() - start
+    log("\n" + section[1].split("\n\n")[1])
   notes = equalized_odds_notes(rows, result, bench) + calibration_notes(result, bench)
   notes += [f"Pareto front ({config['pareto_metric'].replace('_', ' ')} gap vs balanced "
             f"accuracy): {', '.join(result.pareto)}; plot in `pareto.png`.",
             f"Trained model cached in `{cache}`.",
             "Timings: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.1f}s" for k, v in timings.items()) + "."]
   report.write_results(run_dir, rows=rows, config=config, info=bench.info, command=command,
-                       notes=notes, extra={"timings": timings})
+                       notes=notes, extra=extra, sections=sections)
   report.pareto_plot(rows, os.path.join(run_dir, "pareto.png"), gap=config["pareto_metric"],
                      title=f"{bench.info['name']}: methods on the test split")
-  log(f"\nwrote {', '.join(report.OUTPUTS)} to {run_dir}")
+  written = [f for f in report.OUTPUTS if os.path.exists(os.path.join(run_dir, f))]
+  log(f"\nwrote {', '.join(written)} to {run_dir}")
 
 
 if __name__ == "__main__":

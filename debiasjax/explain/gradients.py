@@ -7,8 +7,8 @@ Integrated gradients (Sundararajan et al., 2017):
           ~ (x - x') * sum_i w_i grad f_c(x' + alpha_i (x - x'))
 
 with captum's quadratures: Gauss-Legendre (default, 50 nodes) or left/right/middle Riemann sums
-and the trapezoid rule. Steps run ``max_batch // B`` at a time (a ``lax.scan`` over ``vmap``-ed
-groups), so memory stays bounded like captum's ``internal_batch_size``. Completeness:
+and the trapezoid rule. Steps run ``max_batch // B`` at a time (``vmap``-ed groups in an unrolled
+loop), so memory stays bounded like captum's ``internal_batch_size``. Completeness:
 ``sum IG = f_c(x) - f_c(x')`` up to the quadrature error.
 
 All functions are pure; jit them with the variables as an argument so parameters are not baked
@@ -119,10 +119,9 @@ def _integrated_gradients(apply_fn, x, targets, baseline, alphas, weights):
   def at(alpha):
     return _target_gradient(apply_fn, baseline + alpha * diff, weights=w_out)[0]
 
-  def group(total, nodes):
-    alpha, weight = nodes
-    grads = jax.vmap(at)(alpha)
-    return total + jnp.tensordot(weight, grads, axes=1), None
-
-  total, _ = jax.lax.scan(group, jnp.zeros_like(x), (alphas, weights))
+  # A Python loop, not lax.scan: XLA:CPU runs convolution gradients inside a while loop up to
+  # 270x slower (docs/benchmarks.md); unrolled groups still bound the live batch.
+  total = jnp.zeros_like(x)
+  for alpha, weight in zip(alphas, weights):
+    total = total + jnp.tensordot(weight, jax.vmap(at)(alpha), axes=1)
   return diff * total

@@ -33,11 +33,21 @@ def test_main_on_faces_writes_results_and_reuses_the_cache(tmp_path):
   assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert payload["data"]["splits"]["test"]["counts"] == [[16, 16], [16, 16]]
   assert "## Results on the test split" in (run / "report.md").read_text()
+  for figure in ("saliency.png", "heatmaps.png"):
+    assert (run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  saliency = payload["saliency"]
+  assert set(saliency) == {"Vanilla", "ThrOpt (DP)", "ThrOpt (EO)", "ThrOpt (EO, flip)"}
+  assert 0 <= saliency["Vanilla"]["rrf"] <= 1 and "adr" not in saliency["Vanilla"]
+  # threshold post-processing leaves the network, hence its saliency, unchanged
+  assert saliency["ThrOpt (EO)"]["adr"] == 0 and saliency["ThrOpt (EO)"]["rddt"] is False
+  assert saliency["ThrOpt (EO)"]["rrf"] == saliency["Vanilla"]["rrf"]
+  assert "## Saliency on the protected accessory's region" in (run / "report.md").read_text()
 
   refused = run_main(*TINY_FACES, f"--run_dir={run}", f"--cache_dir={cache}", cwd=ROOT)
   assert refused.returncode != 0 and "already holds" in refused.stderr
 
-  again = run_main(*TINY_FACES, f"--run_dir={tmp_path / 'run2'}", f"--cache_dir={cache}", cwd=ROOT)
+  again = run_main(*TINY_FACES, "--explain=ig", "--n_explain=8", f"--run_dir={tmp_path / 'run2'}",
+                   f"--cache_dir={cache}", cwd=ROOT)
   assert again.returncode == 0 and "reusing the trained model" in again.stdout
   rerun = json.loads((tmp_path / "run2" / "results.json").read_text())["results"][0]
   assert {k: v for k, v in rerun.items() if k != "seconds"} == {k: v for k, v in row.items() if k != "seconds"}
@@ -58,6 +68,7 @@ def test_main_on_census(tmp_path):
     (["--data=faces", "--accessory=scarf"], "accessory"),
     (["--methods=thropt_dp,magic"], "--methods: unknown ['magic']"),
     (["--phi=1.5"], "error: phi: expected a number in [-1, 1], got 1.5"),
+    (["--n_explain=1"], "--n_explain: the saliency tests need at least 2 images"),
 ])
 def test_main_rejects_bad_flags(tmp_path, args, message):
   out = run_main(*args, f"--run_dir={tmp_path / 'r'}", f"--cache_dir={tmp_path / 'c'}", cwd=ROOT)

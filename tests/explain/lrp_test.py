@@ -302,3 +302,12 @@ def test_unsupported_modules_training_mode_and_bad_targets_raise(resnet):
            composite=ex.Composite(conv=ex.Flat()))
   with pytest.raises(ValueError, match="alpha"):
     ex.AlphaBeta(2.0, 2.0)
+
+
+def test_saliency_maps_pad_the_last_batch_and_sum_channels(resnet):
+  model, variables, x = resnet
+  t = _targets(model, variables, x)
+  maps = ex.saliency_maps(model, variables, x, t, batch_size=2)
+  np.testing.assert_allclose(maps, ex.lrp(model, variables, x, t).sum(-1), rtol=1e-4, atol=1e-6)
+  with pytest.raises(ValueError, match="method"):
+    ex.saliency_maps(model, variables, x, t, method="occlusion")

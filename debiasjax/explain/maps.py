@@ -1,0 +1,48 @@
+"""Heatmaps for a dataset: LRP or integrated gradients in fixed-size compiled batches."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from debiasjax.explain.gradients import integrated_gradients
+from debiasjax.explain.lrp import lrp
+from debiasjax.explain.rules import Composite, epsilon_plus_flat
+from debiasjax.metrics.saliency import heatmap
+
+METHODS = ("lrp", "ig")
+
+
+@functools.lru_cache(maxsize=16)
+def _ig(model, steps: int):
+  return jax.jit(lambda v, x, t: integrated_gradients(lambda x: model.apply(v, x), x, t, steps=steps))
+
+
+def saliency_maps(model, variables, x, targets, *, method: str = "lrp",
+                  composite: Composite = epsilon_plus_flat(), steps: int = 50,
+                  batch_size: int = 64) -> np.ndarray:
+  """Channel-summed relevance [N, H, W] of ``targets`` for NHWC images ``x``.
+
+  Batches have a fixed size (the last one is padded) so one compiled program serves them all.
+  """
+  if method not in METHODS:
+    raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+  x, targets = np.asarray(x, np.float32), np.asarray(targets, np.int32)
+  if x.ndim != 4 or len(targets) != len(x):
+    raise ValueError(f"x, targets: expected NHWC images and one target each, got {x.shape} and "
+                     f"{targets.shape}")
+  explain = ((lambda v, xb, tb: lrp(model, v, xb, tb, composite=composite)) if method == "lrp"
+             else _ig(model, steps))
+  out = []
+  for start in range(0, len(x), batch_size):
+    xb, tb = x[start:start + batch_size], targets[start:start + batch_size]
+    pad = batch_size - len(xb) if len(x) > batch_size else 0
+    if pad:
+      xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
+      tb = np.concatenate([tb, np.repeat(tb[-1:], pad, 0)])
+    maps = heatmap(explain(variables, jnp.asarray(xb), jnp.asarray(tb)))
+    out.append(np.asarray(maps)[:len(maps) - pad])
+  return np.concatenate(out)
