@@ -186,6 +186,23 @@ def write_results(run_dir: str, *, rows: Sequence[dict], config: dict, info: dic
                              sections=sections))
 
 
+def pyplot():
+  """matplotlib.pyplot on the non-interactive Agg backend."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def save_png(fig, path: str) -> None:
+  """Writes a matplotlib figure to ``path`` as PNG (atomically) and closes it."""
+  buf = io.BytesIO()
+  fig.tight_layout()
+  fig.savefig(buf, format="png")
+  pyplot().close(fig)
+  atomic_write(path, buf.getvalue())
+
+
 def _coincident(rows: Sequence[dict], x_key: str, y_key: str) -> list:
   """Rows grouped by identical (rounded) coordinates, as [((x, y), [rows])] sorted by x."""
   groups = {}
@@ -197,11 +214,7 @@ def _coincident(rows: Sequence[dict], x_key: str, y_key: str) -> list:
 def pareto_plot(rows: Sequence[dict], path: str, *, gap: str = "equalized_odds",
                 performance: str = "balanced_accuracy", title: str = "") -> None:
   """Scatter of every method (gap vs performance) with the Pareto front, as a PNG (atomic)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
+  fig, ax = pyplot().subplots(figsize=(6.4, 4.6), dpi=120)
   front = sorted((r for r in rows if r.get("pareto")), key=lambda r: r[gap])
   if len(front) > 1:
     ax.step([r[gap] for r in front], [r[performance] for r in front], where="post",
@@ -222,8 +235,4 @@ def pareto_plot(rows: Sequence[dict], path: str, *, gap: str = "equalized_odds",
   lo = min(0.45, min(r[performance] for r in rows) - 0.03)
   ax.set_ylim(lo, max(1.0, max(r[performance] for r in rows) + 0.02))
   ax.set_xlim(-0.02, max(1.0, max(r[gap] for r in rows) + 0.05))
-  buf = io.BytesIO()
-  fig.tight_layout()
-  fig.savefig(buf, format="png")
-  plt.close(fig)
-  atomic_write(path, buf.getvalue())
+  save_png(fig, path)

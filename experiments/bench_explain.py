@@ -76,8 +76,8 @@ def main(argv):
       return torch_peers.zennit_epsilon_plus_flat(torch, zennit, tmodel, xt, targets, resnet=True)
 
     t_zennit = timed(zennit_lrp, max(1, FLAGS.repeats - 1))
-    err = float(np.max(np.abs(np.asarray(lrp(variables, x, targets)) - torch_peers.to_nhwc(zennit_lrp())))
-                / np.max(np.abs(torch_peers.to_nhwc(zennit_lrp()))))
+    theirs = torch_peers.to_nhwc(zennit_lrp())
+    err = float(np.max(np.abs(np.asarray(lrp(variables, x, targets)) - theirs)) / np.max(np.abs(theirs)))
     print(f"\nResNet-18, batch {b}, {size}x{size}")
     print(f"  forward            ours {b / t_fwd:8.1f} img/s")
     print(f"  gradient           ours {b / t_grad:8.1f} img/s")

@@ -293,8 +293,8 @@ SALIENCY_COLUMNS = (("rrf", "RRF"), ("hrf", "HRF"), ("mrr", "MRR"), ("adr", "ADR
 
 
 def saliency_section(config, bench, model, variables, rows, run_dir):
-  """Saliency of every row's network on the protected accessory's ROI: the table section of the
-  report, the summaries, and the two figures."""
+  """Saliency of every row's network on the protected accessory's ROI: the report section, its
+  table (markdown), the summaries, and the two figures."""
   from debiasjax import explain
   from debiasjax.data.dataset import roi_mask
   from debiasjax.metrics import saliency as sal
@@ -316,6 +316,7 @@ def saliency_section(config, bench, model, variables, rows, run_dir):
     cell += (["-", "-", "-"] if "adr" not in s else
              [f"{s['adr']:+.4f}", f"{s['dif']:.3f}", f"{'yes' if s['rddt'] else 'no'} (p={s['rddt_p']:.2g})"])
     cells.append(cell)
+  table = markdown_table(["Method"] + [h for _, h in SALIENCY_COLUMNS], cells)
   method = ("LRP (EpsilonPlusFlat, BatchNorm folded)" if config["explain"] == "lrp"
             else "integrated gradients (50 Gauss-Legendre steps, zero baseline)")
   body = (f"{method} of the true label on the first {len(test)} test images, channel-summed and "
@@ -324,8 +325,7 @@ def saliency_section(config, bench, model, variables, rows, run_dir):
           "outside; against Vanilla: ADR = mean decrease in the box, DIF = share of its pixels "
           "that decreased (by > 1e-3), RDDT = one-sided t-test of the per-image decrease at "
           "p < 0.01. Threshold post-processing leaves the network, hence its maps, unchanged.\n\n"
-          + markdown_table(["Method"] + [h for _, h in SALIENCY_COLUMNS], cells)
-          + "\n\nFigures: `saliency.png` (maps averaged per (protected, target) cell, a column per "
+          + table + "\n\nFigures: `saliency.png` (maps averaged per (protected, target) cell, a column per "
           "model) and `heatmaps.png` (examples with the box).")
   names = bench.info.get("groups", ["PA=0", "PA=1"])
   distinct = {}
@@ -338,7 +338,7 @@ def saliency_section(config, bench, model, variables, rows, run_dir):
       target_names=("not " + bench.info.get("target", "T"), bench.info.get("target", "T")))
   explain.figures.heatmap_grid(test.x, maps, test.roi, os.path.join(run_dir, "heatmaps.png"),
                                titles=[f"{names[g]}, y={t}" for g, t in zip(test.group, test.y)])
-  return ("Saliency on the protected accessory's region", body), summaries
+  return ("Saliency on the protected accessory's region", body), table, summaries
 
 
 def run():
@@ -377,10 +377,11 @@ def run():
   sections, extra = [], {"timings": timings}
   if config["explain"] != "none":
     start = time.time()
-    section, extra["saliency"] = saliency_section(config, bench, model, variables, rows, run_dir)
+    section, table, extra["saliency"] = saliency_section(config, bench, model, variables, rows,
+                                                         run_dir)
     sections.append(section)
     timings["explain_s"] = time.time() - start
-    log("\n" + section[1].split("\n\n")[1])
+    log("\n" + table)
   notes = equalized_odds_notes(rows, result, bench) + calibration_notes(result, bench)
   notes += [f"Pareto front ({config['pareto_metric'].replace('_', ' ')} gap vs balanced "
             f"accuracy): {', '.join(result.pareto)}; plot in `pareto.png`.",

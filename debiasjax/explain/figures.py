@@ -4,19 +4,11 @@ region of interest, and heatmaps averaged per (protected, target) cell with one 
 
 from __future__ import annotations
 
-import io
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from debiasjax.report import atomic_write
-
-
-def _plt():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
+from debiasjax.report import pyplot, save_png
 
 
 def _box(ax, roi, color="black"):
@@ -36,15 +28,6 @@ def _image(x):
   return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
-def _save(fig, path):
-  plt = _plt()
-  buf = io.BytesIO()
-  fig.tight_layout()
-  fig.savefig(buf, format="png")
-  plt.close(fig)
-  atomic_write(path, buf.getvalue())
-
-
 def heatmap_grid(images, maps, roi, path: str, *, titles: Optional[Sequence[str]] = None,
                  columns: int = 8) -> None:
   """Each image above its heatmap (red positive, blue negative) with its ROI box.
@@ -56,8 +39,7 @@ def heatmap_grid(images, maps, roi, path: str, *, titles: Optional[Sequence[str]
   if n == 0 or len(maps) < n or len(roi) < n:
     raise ValueError(f"images, maps, roi: expected at least one of each and equal counts, got "
                      f"{len(images)}, {len(maps)}, {len(roi)}")
-  plt = _plt()
-  fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.4), dpi=110, squeeze=False)
+  fig, axes = pyplot().subplots(2, n, figsize=(1.6 * n, 3.4), dpi=110, squeeze=False)
   for i in range(n):
     axes[0, i].imshow(_image(images[i]))
     _show_map(axes[1, i], np.asarray(maps[i]))
@@ -67,7 +49,7 @@ def heatmap_grid(images, maps, roi, path: str, *, titles: Optional[Sequence[str]
       ax.set_yticks([])
     if titles is not None:
       axes[0, i].set_title(titles[i], fontsize=7)
-  _save(fig, path)
+  save_png(fig, path)
 
 
 def cell_average_figure(maps_by_model: Mapping[str, np.ndarray], group, y, roi, path: str, *,
@@ -85,9 +67,8 @@ def cell_average_figure(maps_by_model: Mapping[str, np.ndarray], group, y, roi, 
   if not names:
     raise ValueError("maps_by_model: expected at least one model's maps")
   cells = [(g, t) for g in (0, 1) for t in (0, 1) if np.any((group == g) & (y == t))]
-  plt = _plt()
   extra = images is not None
-  fig, axes = plt.subplots(len(cells), len(names) + extra, squeeze=False,
+  fig, axes = pyplot().subplots(len(cells), len(names) + extra, squeeze=False,
                            figsize=(1.9 * (len(names) + extra), 1.9 * len(cells)), dpi=110)
   for r, (g, t) in enumerate(cells):
     sel = (group == g) & (y == t)
@@ -106,4 +87,4 @@ def cell_average_figure(maps_by_model: Mapping[str, np.ndarray], group, y, roi, 
       _box(ax, box)
       ax.set_xticks([])
       ax.set_yticks([])
-  _save(fig, path)
+  save_png(fig, path)
