@@ -3,13 +3,16 @@
 :func:`debias` fits every requested method on the benchmark's *debias* split and evaluates the
 result, and the untouched model, on the *test* split with the same metrics. Post-processors are
 evaluated by their expected decisions (``probability``), so randomised rules are measured
-without sampling noise. The result has one row per method and the Pareto front over a
+without sampling noise; weight-changing methods (random perturbation, layer-wise optimisation,
+adversarial fine-tuning, Zhang et al., plain fine-tuning) by their new weights' scores at the
+threshold they chose. The result has one row per method and the Pareto front over a
 performance metric (higher is better) and a fairness gap (lower is better).
 
 Example:
-  result = debias(model.apply, variables, bench, methods=[
+  result = debias(model, variables, bench, methods=[
       ("threshold_optimizer", {"constraint": "demographic_parity"}),
       {"method": "threshold_optimizer", "label": "ThrOpt (EO)", "constraint": "equalized_odds"},
+      ("random_perturbation", {"bias": "statistical_parity", "num_candidates": 64}),
       "reject_option"])
   result.rows        # [{"method": "Vanilla", "accuracy": ..., "equalized_odds": ...}, ...]
   result.pareto      # labels of the rows on the front
@@ -19,20 +22,33 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Any, Callable, NamedTuple, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
+import flax.linen as nn
+import jax
 import numpy as np
 
 from debiasjax.data.dataset import Benchmark
 from debiasjax.evaluate import fairness_summary, predict_scores
+from debiasjax.methods.finetuning import METHODS as WEIGHT_METHODS, TARGETS
+from debiasjax.methods.objective import Objective
 from debiasjax.methods.postprocessing import METHODS as POSTPROCESSORS
 
 SHORT_NAMES = {"threshold_optimizer": "ThrOpt", "reject_option": "ROC", "equalized_odds": "EqOdds",
-               "calibrated_equalized_odds": "CalibEqOdds", "naive_threshold": "NaiveThr"}
+               "calibrated_equalized_odds": "CalibEqOdds", "naive_threshold": "NaiveThr",
+               "random_perturbation": "Random", "layerwise_optimisation": "LayerwiseOpt",
+               "savani_adversarial": "Adversarial", "zhang_adversarial": "Zhang",
+               "fine_tune": "FineTune"}
+# Keyword arguments of a weight method that build its Objective (the rest go to the method).
+OBJECTIVE_FIELDS = ("version", "bias", "lam", "epsilon", "margin")
+# Arguments debias() supplies itself.
+_SUPPLIED = ("score_fn", "model", "variables", "data", "key", "objective", "num_groups")
 _ABBREVIATIONS = {"demographic_parity": "DP", "equalized_odds": "EO",
                   "true_positive_rate_parity": "TPR", "false_positive_rate_parity": "FPR",
                   "true_negative_rate_parity": "TNR", "false_negative_rate_parity": "FNR",
                   "statistical_parity": "SPD", "average_odds": "AOD", "equal_opportunity": "EOpp"}
+_BIAS_LABELS = {"statistical_parity": "SPD", "equal_opportunity": "EOD", "average_odds": "AOD",
+                "demographic_parity": "DP", "equalized_odds": "EO"}
 MethodSpec = Union[str, tuple, dict]
 
 
@@ -54,6 +70,8 @@ def default_label(name: str, kwargs: dict) -> str:
   """E.g. ``ThrOpt (EO, flip)`` for threshold_optimizer(constraint="equalized_odds", flip=True)."""
   parts = [_ABBREVIATIONS.get(str(v), str(v)) for k, v in kwargs.items()
            if k in ("constraint", "metric", "cost_constraint")]
+  parts += [_BIAS_LABELS.get(str(v), str(v)) for k, v in kwargs.items() if k == "bias"]
+  parts += [str(v) for k, v in kwargs.items() if k == "version"]
   parts += [k for k, v in kwargs.items() if v is True]
   return SHORT_NAMES.get(name, name) + (f" ({', '.join(parts)})" if parts else "")
 
@@ -73,9 +91,10 @@ def resolve_methods(methods: Sequence[MethodSpec]) -> list[Method]:
     else:
       raise ValueError(f"methods: expected 'name', ('name', kwargs) or {{'method': name, ...}}, "
                        f"got {spec!r}")
-    if name not in POSTPROCESSORS:
-      raise ValueError(f"methods: unknown method {name!r}; available: {', '.join(sorted(POSTPROCESSORS))}")
-    accepted = set(inspect.signature(POSTPROCESSORS[name]).parameters)
+    if name not in POSTPROCESSORS and name not in WEIGHT_METHODS:
+      available = sorted(POSTPROCESSORS) + sorted(WEIGHT_METHODS)
+      raise ValueError(f"methods: unknown method {name!r}; available: {', '.join(available)}")
+    accepted = _accepted_arguments(name)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
       raise ValueError(f"methods: {name} has no argument(s) {unknown}; it accepts "
@@ -85,6 +104,15 @@ def resolve_methods(methods: Sequence[MethodSpec]) -> list[Method]:
   if len(set(labels)) != len(labels) or "Vanilla" in labels:
     raise ValueError(f"methods: labels must be unique and not 'Vanilla', got {labels}")
   return resolved
+
+
+def _accepted_arguments(name: str) -> set:
+  if name in POSTPROCESSORS:
+    return set(inspect.signature(POSTPROCESSORS[name]).parameters)
+  params = set(inspect.signature(TARGETS[name]).parameters) - set(_SUPPLIED)
+  if name in ("layerwise_optimisation", "savani_adversarial"):
+    params |= {"layers"} if name == "layerwise_optimisation" else {"layer"}
+  return params | set(OBJECTIVE_FIELDS) | {"seed"}
 
 
 def pareto_front(rows: Sequence[dict], *, performance: str = "balanced_accuracy",
@@ -99,26 +127,53 @@ def pareto_front(rows: Sequence[dict], *, performance: str = "balanced_accuracy"
   return front
 
 
-def debias(apply_fn: Callable[[Any, Any], Any], variables: Any, benchmark: Benchmark, *,
-           methods: Sequence[MethodSpec], pareto_metric: str = "equalized_odds",
-           threshold: float = 0.5, batch_size: int = 512) -> DebiasResult:
+def _fit_weight_method(m: Method, model: nn.Module, variables, benchmark: Benchmark,
+                       privileged: Optional[int], num_groups: int, seed: int):
+  """Runs a weight-changing method; returns its SearchResult."""
+  kwargs = dict(m.kwargs)
+  fields = {k: kwargs.pop(k) for k in OBJECTIVE_FIELDS if k in kwargs}
+  objective = Objective(**fields, privileged=1 if privileged is None else privileged)
+  key = jax.random.key(kwargs.pop("seed", seed))
+  return WEIGHT_METHODS[m.name](model, variables, benchmark.debias, key=key,
+                                objective=objective, num_groups=num_groups, **kwargs)
+
+
+def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
+           benchmark: Benchmark, *, methods: Sequence[MethodSpec],
+           pareto_metric: str = "equalized_odds", threshold: float = 0.5,
+           batch_size: int = 512, seed: int = 0) -> DebiasResult:
   """Runs ``methods`` on ``benchmark.debias`` and evaluates them and Vanilla on
   ``benchmark.test``.
 
   Args:
-    apply_fn: ``apply_fn(variables, x) -> logits`` of the trained model (e.g. ``model.apply``).
+    model: the trained Flax module, or just its ``apply_fn(variables, x) -> logits`` when only
+      post-processors are run (weight-changing methods need the module).
     variables: its variables.
     benchmark: train / debias / test splits; ``info["privileged"]`` is passed to methods that
       take a privileged group unless given.
-    methods: method specs (see :func:`resolve_methods`); post-processors for now.
+    methods: method specs (see :func:`resolve_methods`): post-processors
+      (:data:`debiasjax.methods.POSTPROCESSORS`) and weight-changing methods
+      (:data:`debiasjax.methods.WEIGHT_METHODS`; their Savani objective from the keyword
+      arguments ``version``, ``bias``, ``lam``, ``epsilon``, ``margin``; ``seed`` for their key).
     pareto_metric: the gap of the Pareto front (``demographic_parity``, ``equalized_odds``,
       ``equal_opportunity``, ``average_odds``).
     threshold: Vanilla's decision threshold on P(y = 1).
+    batch_size: rows per forward pass when scoring.
+    seed: default seed of the weight-changing methods.
+
+  ``states`` maps each method's label to its fitted state: a post-processor's state, or a
+  :class:`~debiasjax.methods.search.SearchResult` with the new ``variables`` and ``threshold``.
   """
   resolved = resolve_methods(methods)
   if pareto_metric not in ("demographic_parity", "equalized_odds", "equal_opportunity",
                            "average_odds"):
     raise ValueError(f"pareto_metric: expected a fairness gap name, got {pareto_metric!r}")
+  is_module = isinstance(model, nn.Module)
+  needs_module = [m.label for m in resolved if m.name in WEIGHT_METHODS]
+  if needs_module and not is_module:
+    raise ValueError(f"model: {needs_module} change the weights and need the Flax module, got "
+                     f"{type(model).__name__}")
+  apply_fn = model.apply if is_module else model
   privileged = benchmark.info.get("privileged")
   num_groups = int(max(benchmark.debias.group.max(), benchmark.test.group.max())) + 1
   scores = {name: predict_scores(apply_fn, variables, split.x, batch_size=batch_size)
@@ -129,17 +184,22 @@ def debias(apply_fn: Callable[[Any, Any], Any], variables: Any, benchmark: Bench
            **summary((scores["test"] > threshold).astype(np.float32))}]
   states = {}
   for m in resolved:
-    factory = POSTPROCESSORS[m.name]
-    kwargs = dict(m.kwargs)
-    accepted = inspect.signature(factory).parameters
-    if "privileged" in accepted and "privileged" not in kwargs and privileged is not None:
-      kwargs["privileged"] = privileged
-    if "num_groups" in accepted:
-      kwargs.setdefault("num_groups", num_groups)
     start = time.perf_counter()
-    processor = factory(**kwargs)
-    state = processor.fit(scores["debias"], benchmark.debias.y, benchmark.debias.group)
-    probability = np.asarray(processor.probability(state, scores["test"], test.group))
+    if m.name in WEIGHT_METHODS:
+      state = _fit_weight_method(m, model, variables, benchmark, privileged, num_groups, seed)
+      test_scores = predict_scores(apply_fn, state.variables, test.x, batch_size=batch_size)
+      probability = (test_scores > float(state.threshold)).astype(np.float32)
+    else:
+      factory = POSTPROCESSORS[m.name]
+      kwargs = dict(m.kwargs)
+      accepted = inspect.signature(factory).parameters
+      if "privileged" in accepted and "privileged" not in kwargs and privileged is not None:
+        kwargs["privileged"] = privileged
+      if "num_groups" in accepted:
+        kwargs.setdefault("num_groups", num_groups)
+      processor = factory(**kwargs)
+      state = processor.fit(scores["debias"], benchmark.debias.y, benchmark.debias.group)
+      probability = np.asarray(processor.probability(state, scores["test"], test.group))
     seconds = time.perf_counter() - start
     states[m.label] = state
     rows.append({"method": m.label, "seconds": seconds, **summary(probability)})

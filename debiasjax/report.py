@@ -37,10 +37,11 @@ def atomic_write(path: str, data) -> None:
     raise
 
 
-def check_run_dir(path: str, *, overwrite: bool = False) -> str:
-  """Raises FileExistsError if ``path`` already holds results (unless ``overwrite``); call it
-  before the work so a run never ends unable to save. Nothing is created."""
-  existing = [f for f in OUTPUTS if os.path.exists(os.path.join(path, f))]
+def check_run_dir(path: str, *, overwrite: bool = False, outputs: Sequence[str] = OUTPUTS) -> str:
+  """Raises FileExistsError if ``path`` already holds any of ``outputs`` (unless
+  ``overwrite``); call it before the work so a run never ends unable to save. Nothing is
+  created."""
+  existing = [f for f in outputs if os.path.exists(os.path.join(path, f))]
   if existing and not overwrite:
     raise FileExistsError(f"{path} already holds {', '.join(existing)}; choose another run "
                           "directory or pass --overwrite")

@@ -62,7 +62,16 @@ flags.DEFINE_integer("seed", 0, "Seed of data generation, splits, initialisation
 flags.DEFINE_list("methods", ["thropt_dp", "thropt_eo", "thropt_eo_flip"],
                   "Debiasing methods to run (comma-separated presets): " + ", ".join(
                       ["thropt_dp", "thropt_eo", "thropt_eo_flip", "thropt_eo_ba", "roc",
-                       "roc_aod", "roc_eopp", "eqodds", "calib_eqodds", "naive"]) + "; empty: none.")
+                       "roc_aod", "roc_eopp", "eqodds", "calib_eqodds", "naive", "random",
+                       "layerwise", "adversarial", "zhang", "finetune"]) + "; empty: none.")
+flags.DEFINE_enum("objective", "v2", ["v1", "v2"],
+                  "Savani objective of the weight-changing methods (random, layerwise, "
+                  "adversarial, zhang, finetune): v1 = 0.75 |bias| + 0.25 (1 - accuracy), "
+                  "v2 = balanced accuracy if |bias| < 0.05.")
+flags.DEFINE_enum("bias", "statistical_parity", ["statistical_parity", "equal_opportunity",
+                                                 "average_odds", "demographic_parity",
+                                                 "equalized_odds"],
+                  "Bias measure of that objective (signed AIF360 or unsigned fairlearn).")
 flags.DEFINE_enum("pareto_metric", "equalized_odds", ["demographic_parity", "equalized_odds",
                                                       "equal_opportunity", "average_odds"],
                   "Fairness gap of the Pareto front and plot.")
@@ -88,6 +97,26 @@ PRESETS = {
     "eqodds": ("equalized_odds", {}, "EqOdds"),
     "calib_eqodds": ("calibrated_equalized_odds", {"cost_constraint": "fpr"}, "CalibEqOdds"),
     "naive": ("naive_threshold", {"metric": "equalized_odds"}, "NaiveThr (EO)"),
+    "random": ("random_perturbation", {}, "Random"),
+    "layerwise": ("layerwise_optimisation", {}, "LayerwiseOpt"),
+    "adversarial": ("savani_adversarial", {}, "Adversarial"),
+    "zhang": ("zhang_adversarial", {}, "Zhang"),
+    "finetune": ("fine_tune", {}, "FineTune"),
+}
+# Settings of the weight-changing presets: the papers' for tables; for images (a ResNet forward
+# over the whole debias split per candidate on a CPU) smaller searches and shorter runs.
+WEIGHT_SETTINGS = {
+    "tables": {"random": {"num_candidates": 101, "margin": 0.01},
+               "layerwise": {"margin": 0.01},
+               "adversarial": {"epochs": 16, "margin": 0.02},
+               "zhang": {"margin": 0.01},
+               "finetune": {"margin": 0.01}},
+    "images": {"random": {"num_candidates": 16, "margin": 0.01},
+               "layerwise": {"population": 8, "generations": 4, "layers": ["head"], "margin": 0.01},
+               "adversarial": {"epochs": 2, "critic_steps": 20, "actor_steps": 10,
+                               "margin": 0.02},
+               "zhang": {"num_steps": 60, "warmup_steps": 30, "margin": 0.01},
+               "finetune": {"num_steps": 30, "margin": 0.01}},
 }
 
 DEFAULT_PROTECTED = {"census": "sex", "adult": "sex", "german": "sex", "compas": "race",
@@ -120,6 +149,7 @@ def resolve_config() -> dict:
   if unknown:
     raise app.UsageError(f"--methods: unknown {unknown}; available: {', '.join(PRESETS)}")
   config["methods"] = list(FLAGS.methods)
+  config["objective"], config["bias"] = FLAGS.objective, FLAGS.bias
   config["pareto_metric"] = FLAGS.pareto_metric
   config["explain"] = FLAGS.explain if images else "none"
   config["n_explain"] = FLAGS.n_explain
@@ -173,7 +203,7 @@ def model_identity(config: dict, bench) -> dict:
   """What determines the trained model: the relevant settings, the exact training data (a
   digest, so a changed generator or file never reuses a stale model) and the package version."""
   import debiasjax
-  skip = ("data_dir", "methods", "pareto_metric", "explain", "n_explain") + (
+  skip = ("data_dir", "methods", "pareto_metric", "explain", "n_explain", "objective", "bias") + (
       TABLE_ONLY if config["data"] in IMAGE_DATA else IMAGE_ONLY)
   identity = {k: v for k, v in config.items() if k not in skip}
   digest = hashlib.sha256()
@@ -292,7 +322,7 @@ SALIENCY_COLUMNS = (("rrf", "RRF"), ("hrf", "HRF"), ("mrr", "MRR"), ("adr", "ADR
                     ("rddt", "RDDT"))
 
 
-def saliency_section(config, bench, model, variables, rows, run_dir):
+def saliency_section(config, bench, model, variables, rows, states, run_dir):
   """Saliency of every row's network on the protected accessory's ROI: the report section, its
   table (markdown), the summaries, and the two figures."""
   from debiasjax import explain
@@ -303,10 +333,13 @@ def saliency_section(config, bench, model, variables, rows, run_dir):
   test = bench.test.take(slice(0, config["n_explain"]))
   height, width = test.x.shape[1:3]
   mask = roi_mask(test.roi, height, width)
-  raw = explain.saliency_maps(model, variables, test.x, test.y, method=config["explain"])
-  maps = np.asarray(sal.normalize(raw, "detoxai"))
-  # Every method so far post-processes the scores: the network, hence its maps, is Vanilla's.
-  maps_by_row = {r["method"]: maps for r in rows}
+  explain_maps = lambda v: np.asarray(sal.normalize(
+      explain.saliency_maps(model, v, test.x, test.y, method=config["explain"]), "detoxai"))
+  maps = explain_maps(variables)
+  # Post-processors keep Vanilla's network, hence its maps; weight-changing methods have their own.
+  maps_by_row = {r["method"]: (explain_maps(states[r["method"]].variables)
+                               if hasattr(states.get(r["method"]), "variables") else maps)
+                 for r in rows}
   summaries = {}
   for label, m in maps_by_row.items():
     summaries[label] = sal.saliency_summary(m, mask, vanilla=None if label == "Vanilla" else maps)
@@ -324,7 +357,8 @@ def saliency_section(config, bench, model, variables, rows, run_dir):
           "accessory's box, HRF = share of its pixels above 0.05, MRR = mean inside / mean "
           "outside; against Vanilla: ADR = mean decrease in the box, DIF = share of its pixels "
           "that decreased (by > 1e-3), RDDT = one-sided t-test of the per-image decrease at "
-          "p < 0.01. Threshold post-processing leaves the network, hence its maps, unchanged.\n\n"
+          "p < 0.01. Threshold post-processing leaves the network, hence its maps, unchanged; "
+          "weight-changing methods are explained with their own weights.\n\n"
           + table + "\n\nFigures: `saliency.png` (maps averaged per (protected, target) cell, a column per "
           "model) and `heatmaps.png` (examples with the box).")
   names = bench.info.get("groups", ["PA=0", "PA=1"])
@@ -364,10 +398,17 @@ def run():
   timings["train_s"] = time.time() - start
 
   start = time.time()
-  methods = [{"method": PRESETS[m][0], "label": PRESETS[m][2], **PRESETS[m][1]}
-             for m in config["methods"]]
-  result = debias(model.apply, variables, bench, methods=methods,
-                  pareto_metric=config["pareto_metric"])
+  kind = "images" if config["data"] in IMAGE_DATA else "tables"
+  methods = []
+  for m in config["methods"]:
+    name, kwargs, label = PRESETS[m]
+    if m in WEIGHT_SETTINGS[kind]:
+      kwargs = {**kwargs, **WEIGHT_SETTINGS[kind][m], "version": config["objective"],
+                "bias": config["bias"], "seed": config["seed"]}
+      if config["objective"] == "v1":
+        kwargs.pop("margin")
+    methods.append({"method": name, "label": label, **kwargs})
+  result = debias(model, variables, bench, methods=methods, pareto_metric=config["pareto_metric"])
   rows = result.rows
   timings["debias_and_evaluate_s"] = time.time() - start
 
@@ -378,7 +419,7 @@ def run():
   if config["explain"] != "none":
     start = time.time()
     section, table, extra["saliency"] = saliency_section(config, bench, model, variables, rows,
-                                                         run_dir)
+                                                         result.states, run_dir)
     sections.append(section)
     timings["explain_s"] = time.time() - start
     log("\n" + table)

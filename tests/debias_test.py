@@ -80,7 +80,9 @@ def test_method_labels_and_specs():
 
 
 @pytest.mark.parametrize("methods, message", [
-    (["threshold_optimiser"], r"unknown method 'threshold_optimiser'; available: calibrated_equalized_odds, equalized_odds, naive_threshold, reject_option, threshold_optimizer"),
+    (["threshold_optimiser"], r"unknown method 'threshold_optimiser'; available: calibrated_equalized_odds, equalized_odds, naive_threshold, reject_option, threshold_optimizer, fine_tune, layerwise_optimisation, random_perturbation, savani_adversarial, zhang_adversarial"),
+    ([("random_perturbation", {"sigmaa": 3})], r"random_perturbation has no argument\(s\) \['sigmaa'\]; it accepts .*num_candidates"),
+    ([("fine_tune", {})], r"model: \['FineTune'\] change the weights and need the Flax module"),
     ([("reject_option", {"margin": 3})], r"reject_option has no argument\(s\) \['margin'\]; it accepts .*metric_ub"),
     ([("threshold_optimizer", {"constraint": "nope"})], "constraint: expected one of"),
     ([42], "methods: expected 'name'"),
@@ -90,3 +92,35 @@ def test_unknown_methods_and_arguments(faces, methods, message):
   apply, w = linear_model(faces.train)
   with pytest.raises(ValueError, match=message):
     debias(apply, w, faces, methods=methods)
+
+
+# Every weight-changing method, tiny settings: (name, kwargs).
+WEIGHT_METHODS = [
+    ("random_perturbation", {"num_candidates": 4, "num_thresholds": 51}),
+    ("layerwise_optimisation", {"population": 4, "generations": 2, "layers": ["head"]}),
+    ("savani_adversarial", {"epochs": 1, "critic_steps": 2, "actor_steps": 2, "batch_size": 16}),
+    ("zhang_adversarial", {"num_steps": 2, "warmup_steps": 1, "constraint": "equalized_odds"}),
+    ("fine_tune", {"num_steps": 2, "version": "v1", "bias": "average_odds"}),
+]
+
+
+@pytest.mark.parametrize("bench_name", ["faces", "census"])
+def test_every_weight_method_runs_in_debias_and_is_evaluated_at_its_threshold(request, bench_name):
+  import jax
+  from debiasjax import models
+  bench = request.getfixturevalue(bench_name)
+  model = (models.ResNet18(width=4, small_images=True) if bench_name == "faces"
+           else models.MLP(num_layers=2, width=8))
+  variables = model.init(jax.random.key(0), bench.train.x[:1])
+  result = debias(model, variables, bench, methods=WEIGHT_METHODS + ["threshold_optimizer"])
+  labels = [r["method"] for r in result.rows]
+  assert labels == ["Vanilla", "Random", "LayerwiseOpt", "Adversarial", "Zhang (EO)",
+                    "FineTune (AOD, v1)", "ThrOpt"]
+  for label in labels[1:-1]:
+    state = result.states[label]
+    scores = evaluate.predict_scores(model.apply, state.variables, bench.test.x)
+    expected = evaluate.fairness_summary(bench.test.y, (scores > float(state.threshold)).astype(np.float32),
+                                         bench.test.group, privileged=1)
+    row = result.rows[labels.index(label)]
+    assert row["accuracy"] == pytest.approx(expected["accuracy"])
+    assert row["equalized_odds"] == pytest.approx(expected["equalized_odds"])

@@ -4,7 +4,9 @@ A :class:`Tap` is two pure functions:
 
 * ``activations(variables, x) -> a``: the layer's output;
 * ``apply(variables, x, edit) -> model output``: the model with the layer's output replaced by
-  ``edit(a)``.
+  ``edit(a)``;
+* ``forward(variables, x) -> (model output, a)``: both from one pass (what a critic reading the
+  layer while the model trains needs).
 
 Every activation-space method (P-ClArC, LEACE, mass-mean shift, RR-ClArC's gradient through
 ``edit = lambda a: a + delta``) is written against a Tap, so it works for any Linen model and,
@@ -27,9 +29,11 @@ Edit = Callable[[Any], Any]
 
 
 class Tap(NamedTuple):
-  """Pure access to one layer: ``activations(variables, x)`` and ``apply(variables, x, edit)``."""
+  """Pure access to one layer: ``activations(variables, x)``, ``apply(variables, x, edit)`` and
+  ``forward(variables, x) -> (output, activations)``."""
   activations: Callable[..., Any]
   apply: Callable[..., Any]
+  forward: Callable[..., Any]
 
 
 def _layer_path(layer: str) -> tuple[str, ...]:
@@ -86,7 +90,10 @@ def tap(model: nn.Module, layer: str, **apply_kwargs) -> Tap:
   def apply(variables, x, edit: Edit, **kwargs):
     return run(variables, x, edit, kwargs)[0]
 
-  return Tap(activations, apply)
+  def forward(variables, x, **kwargs):
+    return run(variables, x, None, kwargs)
+
+  return Tap(activations, apply, forward)
 
 
 def tap_from_functions(features: Callable[[Any, Any], Any], head: Callable[[Any, Any], Any]) -> Tap:
@@ -98,4 +105,8 @@ def tap_from_functions(features: Callable[[Any, Any], Any], head: Callable[[Any,
   def apply(variables, x, edit: Edit):
     return head(variables, edit(features(variables, x)))
 
-  return Tap(features, apply)
+  def forward(variables, x):
+    a = features(variables, x)
+    return head(variables, a), a
+
+  return Tap(features, apply, forward)
