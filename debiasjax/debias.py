@@ -31,7 +31,7 @@ import numpy as np
 from debiasjax.data.dataset import Benchmark
 from debiasjax.evaluate import fairness_summary, predict_scores
 from debiasjax.methods.finetuning import METHODS as WEIGHT_METHODS, TARGETS
-from debiasjax.methods.objective import Objective
+from debiasjax.methods.objective import SHORT as BIAS_SHORT, Objective
 from debiasjax.methods.postprocessing import METHODS as POSTPROCESSORS
 
 SHORT_NAMES = {"threshold_optimizer": "ThrOpt", "reject_option": "ROC", "equalized_odds": "EqOdds",
@@ -47,8 +47,6 @@ _ABBREVIATIONS = {"demographic_parity": "DP", "equalized_odds": "EO",
                   "true_positive_rate_parity": "TPR", "false_positive_rate_parity": "FPR",
                   "true_negative_rate_parity": "TNR", "false_negative_rate_parity": "FNR",
                   "statistical_parity": "SPD", "average_odds": "AOD", "equal_opportunity": "EOpp"}
-_BIAS_LABELS = {"statistical_parity": "SPD", "equal_opportunity": "EOD", "average_odds": "AOD",
-                "demographic_parity": "DP", "equalized_odds": "EO"}
 MethodSpec = Union[str, tuple, dict]
 
 
@@ -70,7 +68,7 @@ def default_label(name: str, kwargs: dict) -> str:
   """E.g. ``ThrOpt (EO, flip)`` for threshold_optimizer(constraint="equalized_odds", flip=True)."""
   parts = [_ABBREVIATIONS.get(str(v), str(v)) for k, v in kwargs.items()
            if k in ("constraint", "metric", "cost_constraint")]
-  parts += [_BIAS_LABELS.get(str(v), str(v)) for k, v in kwargs.items() if k == "bias"]
+  parts += [BIAS_SHORT.get(str(v), str(v)) for k, v in kwargs.items() if k == "bias"]
   parts += [str(v) for k, v in kwargs.items() if k == "version"]
   parts += [k for k, v in kwargs.items() if v is True]
   return SHORT_NAMES.get(name, name) + (f" ({', '.join(parts)})" if parts else "")
@@ -110,8 +108,6 @@ def _accepted_arguments(name: str) -> set:
   if name in POSTPROCESSORS:
     return set(inspect.signature(POSTPROCESSORS[name]).parameters)
   params = set(inspect.signature(TARGETS[name]).parameters) - set(_SUPPLIED)
-  if name in ("layerwise_optimisation", "savani_adversarial"):
-    params |= {"layers"} if name == "layerwise_optimisation" else {"layer"}
   return params | set(OBJECTIVE_FIELDS) | {"seed"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional
 
 import jax
@@ -18,6 +19,13 @@ def positive_probability(logits: jax.Array) -> jax.Array:
   if logits.shape[-1] != 2:
     raise ValueError(f"logits: expected 1 or 2 outputs for a binary task, got {logits.shape[-1]}")
   return jax.nn.softmax(logits, axis=-1)[..., 1]
+
+
+@functools.lru_cache(maxsize=32)
+def score_function(model) -> Callable[[Any, jax.Array], jax.Array]:
+  """``(variables, x) -> P(y = 1)`` of a Flax model in eval mode, cached per model so searches
+  and evaluations that take it reuse their compilations."""
+  return lambda variables, x: positive_probability(model.apply(variables, x))
 
 
 def predict_scores(apply_fn: Callable[[Any, jax.Array], jax.Array], variables: Any,

@@ -23,14 +23,13 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import app, flags
 
 from debiasjax import data, models, train
 from debiasjax.methods import adversarial, search
-from debiasjax.methods.finetuning import score_function
+from debiasjax.evaluate import score_function
 from debiasjax.methods.objective import Objective
 
 flags.DEFINE_integer("candidates", 201, "Random perturbation: candidates K.")

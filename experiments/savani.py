@@ -27,9 +27,10 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+
+from debiasjax.methods.objective import SHORT as BIAS_SHORT, SIGNED_BIASES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("data", "census", ["census", "adult", "bank", "compas", "german"], "Dataset.")
@@ -47,9 +48,7 @@ flags.DEFINE_list("biases", ["statistical_parity", "equal_opportunity", "average
 flags.DEFINE_string("run_dir", None, "Output folder (default runs/<time>-savani-<data>).")
 flags.DEFINE_bool("overwrite", False, "Allow writing into a run_dir that holds results.")
 
-SHORT = {"statistical_parity": "SPD", "equal_opportunity": "EOD", "average_odds": "AOD"}
-ROC_METRIC = {"statistical_parity": "statistical_parity", "equal_opportunity": "equal_opportunity",
-              "average_odds": "average_odds"}
+SHORT = {b: BIAS_SHORT[b] for b in SIGNED_BIASES}     # the paper's SPD, EOD, AOD
 METHODS = ("Default", "ROC", "EqOdds", "CalibEqOdds", "Random", "Adversarial", "LayerwiseOpt")
 OUTPUTS = ("table1.md", "figure1.png", "figure1.md", "table2.md", "results.json", "report.md")
 
@@ -100,12 +99,11 @@ def phi_v1(y, decision, group, bias: str):
 def run_methods(bench, model, stacked, bias: str, config) -> tuple[dict, dict]:
   """Per method: a list of (phi, bias, accuracy) per seed; and seconds per method."""
   from debiasjax.methods import adversarial, postprocessing as P, search
-  from debiasjax.methods.finetuning import score_function
+  from debiasjax.evaluate import score_function
   from debiasjax.methods.objective import Objective, threshold_grid, threshold_search
   obj = Objective("v1", bias)
   score_fn = score_function(model)
   num = jax.tree.leaves(stacked)[0].shape[0]
-  one = lambda i: jax.tree.map(lambda a: a[i], stacked)
   val, test = bench.debias, bench.test
   scores = {name: np.asarray(jax.vmap(lambda v: score_fn(v, split.x))(stacked))
             for name, split in (("val", val), ("test", test))}
@@ -119,7 +117,7 @@ def run_methods(bench, model, stacked, bias: str, config) -> tuple[dict, dict]:
     out["Default"].append(phi_v1(test.y, scores["test"][i] > float(t), test.group, bias))
   seconds["Default"] = time.perf_counter() - start
 
-  post = {"ROC": P.reject_option(metric=ROC_METRIC[bias]), "EqOdds": P.equalized_odds_postprocessing(),
+  post = {"ROC": P.reject_option(metric=bias), "EqOdds": P.equalized_odds_postprocessing(),
           "CalibEqOdds": P.calibrated_equalized_odds(cost_constraint="fpr")}
   for name, processor in post.items():
     start = time.perf_counter()

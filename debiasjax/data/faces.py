@@ -22,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from debiasjax.data.dataset import Benchmark, Split

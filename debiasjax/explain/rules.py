@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional, Union
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 

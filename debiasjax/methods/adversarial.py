@@ -28,16 +28,15 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from debiasjax.evaluate import positive_probability
+from debiasjax.evaluate import positive_probability, score_function
 from debiasjax.methods.objective import Objective, bias_from_confusion, check_objective, \
     threshold_grid, threshold_search
-from debiasjax.methods.search import SearchResult, _num_groups, _split_arrays
+from debiasjax.methods.search import SearchResult, _num_groups, _split_arrays, check_int
 from debiasjax.metrics.fairness import group_confusion
 from debiasjax.models.taps import tap
-from debiasjax.train import weighted_cross_entropy
+from debiasjax.train import supervised, variables_of, weighted_cross_entropy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,15 +77,8 @@ def _use_scan(scan: Optional[bool], x) -> bool:
   return bool(jnp.ndim(x) <= 2) if scan is None else bool(scan)
 
 
-def _check_positive_ints(**values) -> None:
-  for name, value in values.items():
-    if not isinstance(value, (int, np.integer)) or value < 1:
-      raise ValueError(f"{name}: expected a positive int, got {value!r}")
-
-
 def _check_batch(batch_size: int, n: int) -> None:
-  if not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size:
-    raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+  check_int("batch_size", batch_size, 1)
   if n < 2:
     raise ValueError(f"data: expected at least 2 rows, got {n}")
 
@@ -100,7 +92,7 @@ def chunked_scores(model, variables, x, *, batch_size: int = 512) -> jax.Array:
 
 @functools.lru_cache(maxsize=32)
 def _eval_scorer(model):
-  return jax.jit(lambda v, x: positive_probability(model.apply(v, x)))
+  return jax.jit(score_function(model))
 
 
 def final_threshold(model, variables, data, objective: Objective, *, num_thresholds: int = 1001,
@@ -196,7 +188,8 @@ def savani_adversarial(model: nn.Module, variables: Any, data: Any, *, key: jax.
     every round.
   """
   objective = check_objective(objective)
-  _check_positive_ints(epochs=epochs, critic_steps=critic_steps, actor_steps=actor_steps)
+  for name, value in (("epochs", epochs), ("critic_steps", critic_steps), ("actor_steps", actor_steps)):
+    check_int(name, value, 1)
   num_groups = _num_groups(_split_arrays(data)[2], num_groups)
   x, y, g = (jnp.asarray(a) for a in _split_arrays(data))
   n = x.shape[0]
@@ -369,12 +362,11 @@ def zhang_adversarial(model: nn.Module, variables: Any, data: Any, *, key: jax.A
   """
   if constraint not in ZHANG_CONSTRAINTS:
     raise ValueError(f"constraint: expected one of {list(ZHANG_CONSTRAINTS)}, got {constraint!r}")
-  if not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
-    raise ValueError(f"warmup_steps: expected an int >= 0, got {warmup_steps!r}")
+  check_int("warmup_steps", warmup_steps, 0)
   if not (alpha == "sqrt" or (isinstance(alpha, (int, float)) and alpha >= 0)):
     raise ValueError(f"alpha: expected 'sqrt' or a number >= 0, got {alpha!r}")
   objective = check_objective(objective)
-  _check_positive_ints(num_steps=num_steps)
+  check_int("num_steps", num_steps, 1)
   num_groups = _num_groups(_split_arrays(data)[2], num_groups)
   x, y, g = (jnp.asarray(a) for a in _split_arrays(data))
   n = x.shape[0]
@@ -393,20 +385,26 @@ def zhang_adversarial(model: nn.Module, variables: Any, data: Any, *, key: jax.A
                      adv_params, adv_tx.init(adv_params))
   privileged = (g == objective.privileged).astype(jnp.float32)
 
-  def step(st: ZhangState, k):
-    k_idx, k_drop = jax.random.split(k)
-    idx = jax.random.randint(k_idx, (batch_size,), 0, n)
+  def minibatch(k):
+    idx = jax.random.randint(k, (batch_size,), 0, n)
     yb, zb = y[idx], privileged[idx]
     rows = (yb == 1).astype(jnp.float32) if constraint == "equal_opportunity" else jnp.ones_like(zb)
+    return x[idx], yb, zb, rows
+
+  def adversary_loss(ap, logits, yb, zb, rows):
+    z_logit = adversary.apply(ap, _binary_logit(logits), yb)
+    return jnp.sum(optax.sigmoid_binary_cross_entropy(z_logit, zb) * rows) / jnp.maximum(
+        rows.sum(), 1.0)
+
+  def step(st: ZhangState, k):
+    k_idx, k_drop = jax.random.split(k)
+    xb, yb, zb, rows = minibatch(k_idx)
 
     def losses(p, ap):
-      logits, new_state, _ = _train_forward(model, {"params": p, **st.model_state}, x[idx],
-                                            k_drop, train_kwargs)
+      logits, new_state, _ = _train_forward(model, {"params": p, **st.model_state}, xb, k_drop,
+                                            train_kwargs)
       l_pred = weighted_cross_entropy(logits, yb)
-      z_logit = adversary.apply(ap, _binary_logit(logits), yb)
-      l_adv = jnp.sum(optax.sigmoid_binary_cross_entropy(z_logit, zb) * rows) / jnp.maximum(
-          rows.sum(), 1.0)
-      return jnp.stack([l_pred, l_adv]), new_state
+      return jnp.stack([l_pred, adversary_loss(ap, logits, yb, zb, rows)]), new_state
 
     # One forward pass; the backward of both losses batched over the two cotangents.
     values, pullback, new_state = jax.vjp(losses, st.params, st.adversary_params, has_aux=True)
@@ -424,18 +422,10 @@ def zhang_adversarial(model: nn.Module, variables: Any, data: Any, *, key: jax.A
     return new, values
 
   def warmup_step(st: ZhangState, k):
-    k_idx, k_drop = jax.random.split(k)
-    idx = jax.random.randint(k_idx, (batch_size,), 0, n)
-    yb, zb = y[idx], privileged[idx]
-    rows = (yb == 1).astype(jnp.float32) if constraint == "equal_opportunity" else jnp.ones_like(zb)
-    logits = model.apply({"params": st.params, **st.model_state}, x[idx])
-
-    def adv_loss(ap):
-      z_logit = adversary.apply(ap, _binary_logit(logits), yb)
-      return jnp.sum(optax.sigmoid_binary_cross_entropy(z_logit, zb) * rows) / jnp.maximum(
-          rows.sum(), 1.0)
-
-    loss, grads = jax.value_and_grad(adv_loss)(st.adversary_params)
+    k_idx, _ = jax.random.split(k)
+    xb, yb, zb, rows = minibatch(k_idx)
+    logits = model.apply({"params": st.params, **st.model_state}, xb)
+    loss, grads = jax.value_and_grad(adversary_loss)(st.adversary_params, logits, yb, zb, rows)
     updates, adv_opt = adv_tx.update(grads, st.adversary_opt_state, st.adversary_params)
     return st._replace(adversary_params=optax.apply_updates(st.adversary_params, updates),
                        adversary_opt_state=adv_opt), loss
@@ -463,31 +453,21 @@ def fine_tune(model: nn.Module, variables: Any, data: Any, *, key: jax.Array,
   """More cross-entropy training on the debias split (Adam, minibatches with replacement), then
   the threshold search: the baseline the adversarial methods must beat."""
   objective = check_objective(objective)
-  _check_positive_ints(num_steps=num_steps)
+  check_int("num_steps", num_steps, 1)
   x, y, _ = (jnp.asarray(a) for a in _split_arrays(data))
   n = x.shape[0]
   _check_batch(batch_size, n)
-  train_kwargs = {"train": True} if train_kwargs is None else dict(train_kwargs)
-  tx = optax.adam(learning_rate)
-  params = variables["params"]
-  state = (params, _model_state(variables), tx.init(params))
+  trainer = supervised(model, optax.adam(learning_rate), apply_kwargs=train_kwargs)
+  state = trainer.init(key, variables)
 
   def step(st, k):
-    p, ms, opt = st
     k_idx, k_drop = jax.random.split(k)
     idx = jax.random.randint(k_idx, (batch_size,), 0, n)
-
-    def loss_fn(p):
-      logits, new_state, _ = _train_forward(model, {"params": p, **ms}, x[idx], k_drop, train_kwargs)
-      return weighted_cross_entropy(logits, y[idx]), new_state
-
-    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
-    updates, opt = tx.update(grads, opt, p)
-    return (optax.apply_updates(p, updates), new_state, opt), loss
+    st, metrics = trainer.update(st, {"x": x[idx], "y": y[idx]}, k_drop)
+    return st, metrics["loss"]
 
   use_scan = _use_scan(scan, x)
-  (params, model_state, _), losses = _repeat(step if use_scan else jax.jit(step), state, key,
-                                             num_steps, use_scan)
-  result = final_threshold(model, {"params": params, **model_state}, data, objective,
+  state, losses = _repeat(step if use_scan else jax.jit(step), state, key, num_steps, use_scan)
+  result = final_threshold(model, variables_of(state), data, objective,
                            num_thresholds=num_thresholds, num_groups=num_groups)
   return result._replace(trace={"loss": losses})

@@ -9,12 +9,11 @@ optimisation, that layer and the head.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
 
-from debiasjax.evaluate import positive_probability
+from debiasjax.evaluate import score_function
 from debiasjax.methods import adversarial, search
 from debiasjax.models.mlp import MLP
 from debiasjax.models.resnet import ResNet
@@ -29,13 +28,6 @@ def penultimate_layer(model: nn.Module) -> str:
     return "stage4"
   raise ValueError(f"model: no default penultimate layer for {type(model).__name__}; pass "
                    "layer= (a module path)")
-
-
-@functools.lru_cache(maxsize=32)
-def score_function(model: nn.Module):
-  """``(variables, x) -> P(y = 1)`` of a Flax model in eval mode (cached per model, so searches
-  reuse their compilations)."""
-  return lambda variables, x: positive_probability(model.apply(variables, x))
 
 
 def _random(model, variables, split, *, key, objective, **kwargs):

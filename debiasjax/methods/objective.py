@@ -30,7 +30,6 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from debiasjax.metrics.fairness import rates_from_confusion
 from debiasjax.metrics.sweep import confusion_at_thresholds
@@ -42,34 +41,54 @@ SHORT = {"statistical_parity": "SPD", "equal_opportunity": "EOD", "average_odds"
          "demographic_parity": "DP", "equalized_odds": "EO"}
 
 
-def bias_from_confusion(c: jax.Array, bias: str, *, privileged: int = 1) -> jax.Array:
-  """The bias measure of [..., G, 2, 2] confusion tables ``C[g, y, y_hat]``.
+def _rates(c: jax.Array) -> tuple:
+  """Selection rate, TPR, FPR and weight of [..., K, 2, 2] confusions, each [..., K]."""
+  r = rates_from_confusion(c.reshape(-1, 2, 2))
+  return tuple(v.reshape(c.shape[:-2]) for v in (
+      r.selection_rate, r.true_positive_rate, r.false_positive_rate, r.weight))
 
-  Signed measures compare the privileged group with all others pooled, as AIF360 does:
-  SPD = sel_u - sel_p, EOD = TPR_u - TPR_p, AOD = ((FPR_u - FPR_p) + (TPR_u - TPR_p)) / 2; an
-  empty group gives rate 0 (Savani's code). Unsigned gaps are max - min over the groups present.
-  """
+
+def signed_difference(name: str, c: jax.Array, *, privileged: int = 1) -> jax.Array:
+  """AIF360's unprivileged - privileged difference of [..., G, 2, 2] confusions, every group
+  but ``privileged`` pooled: SPD = sel_u - sel_p (``statistical_parity``), EOD = TPR_u - TPR_p
+  (``equal_opportunity``), AOD = ((FPR_u - FPR_p) + (TPR_u - TPR_p)) / 2 (``average_odds``).
+  An empty group gives rate 0 (Savani's code)."""
+  priv = c[..., privileged, :, :]
+  sel, tpr, fpr, _ = _rates(jnp.stack([c.sum(-3) - priv, priv], axis=-3))
+  d = lambda v: v[..., 0] - v[..., 1]
+  if name == "statistical_parity":
+    return d(sel)
+  if name == "equal_opportunity":
+    return d(tpr)
+  return 0.5 * (d(fpr) + d(tpr))
+
+
+def unsigned_gap(name: str, c: jax.Array) -> jax.Array:
+  """fairlearn's max - min over the groups present of [..., G, 2, 2] confusions:
+  ``demographic_parity`` (selection rate), ``equalized_odds`` (the larger of the TPR and FPR
+  gaps), ``equal_opportunity`` (TPR), ``average_odds`` (mean of the TPR and FPR gaps)."""
+  sel, tpr, fpr, weight = _rates(c)
+  present = weight > 0
+  spread = lambda v: (jnp.where(present, v, -jnp.inf).max(-1) - jnp.where(present, v, jnp.inf).min(-1))
+  if name == "demographic_parity":
+    return spread(sel)
+  d_tpr, d_fpr = spread(tpr), spread(fpr)
+  return {"equalized_odds": jnp.maximum(d_tpr, d_fpr), "equal_opportunity": d_tpr,
+          "average_odds": 0.5 * (d_tpr + d_fpr)}[name]
+
+
+def bias_from_confusion(c: jax.Array, bias: str, *, privileged: int = 1) -> jax.Array:
+  """The bias measure of [..., G, 2, 2] confusion tables ``C[g, y, y_hat]``: a
+  :func:`signed_difference` for :data:`SIGNED_BIASES`, an :func:`unsigned_gap` for
+  :data:`UNSIGNED_BIASES`."""
   if bias not in BIASES:
     raise ValueError(f"bias: expected one of {list(BIASES)}, got {bias!r}")
   num_groups = c.shape[-3]
   if not 0 <= privileged < num_groups:
     raise ValueError(f"privileged: expected a group code in 0..{num_groups - 1}, got {privileged}")
   if bias in SIGNED_BIASES:
-    priv = c[..., privileged, :, :]
-    c = jnp.stack([c.sum(-3) - priv, priv], axis=-3)
-  shape = c.shape[:-2]
-  r = rates_from_confusion(c.reshape(-1, 2, 2))
-  sel, tpr, fpr, weight = (v.reshape(shape) for v in (
-      r.selection_rate, r.true_positive_rate, r.false_positive_rate, r.weight))
-  if bias in SIGNED_BIASES:
-    d = lambda v: v[..., 0] - v[..., 1]
-    return {"statistical_parity": d(sel), "equal_opportunity": d(tpr),
-            "average_odds": 0.5 * (d(fpr) + d(tpr))}[bias]
-  present = weight > 0
-  spread = lambda v: (jnp.where(present, v, -jnp.inf).max(-1) - jnp.where(present, v, jnp.inf).min(-1))
-  if bias == "demographic_parity":
-    return spread(sel)
-  return jnp.maximum(spread(tpr), spread(fpr))
+    return signed_difference(bias, c, privileged=privileged)
+  return unsigned_gap(bias, c)
 
 
 def performance_from_confusion(c: jax.Array, performance: str) -> jax.Array:
@@ -198,6 +217,3 @@ def check_objective(objective) -> Objective:
     raise ValueError(f"objective: expected an Objective or a dict of its fields, got {objective!r}")
   return objective.check()
 
-
-def as_float(x) -> float:
-  return float(np.asarray(x))

@@ -35,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from debiasjax.metrics.fairness import _as_vector, _check_binary, _check_lengths, _check_weights, \
-    _is_concrete, _resolve_groups, rates_from_confusion
+    _is_concrete, _resolve_groups
 from debiasjax.metrics.sweep import confusion_at_thresholds
+from debiasjax.methods.objective import signed_difference, unsigned_gap
 from debiasjax.methods import group_thresholds as _to
 
 
@@ -95,12 +96,6 @@ def _check_option(name: str, value, options) -> None:
 def _check_probability(name: str, value) -> None:
   if _is_concrete(value) and not 0.0 <= float(value) <= 1.0:
     raise ValueError(f"{name}: expected a value in [0, 1], got {value}")
-
-
-def _privileged_split(c: jax.Array, privileged: int) -> jax.Array:
-  """[..., G, 2, 2] -> [..., 2, 2, 2] confusion of (unprivileged, privileged)."""
-  priv = c[..., privileged, :, :]
-  return jnp.stack([c.sum(-3) - priv, priv], axis=-3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,19 +166,6 @@ class RejectOptionState(NamedTuple):
   feasible: jax.Array          # whether the point met metric_lb <= metric <= metric_ub
 
 
-def _signed_metric(name: str, c2: jax.Array) -> jax.Array:
-  """Signed unprivileged - privileged metric from [..., 2(unpriv, priv), 2, 2] confusions."""
-  r = rates_from_confusion(c2.reshape(-1, 2, 2))
-  shape = c2.shape[:-2]
-  sel, tpr, fpr = (v.reshape(shape) for v in (r.selection_rate, r.true_positive_rate,
-                                              r.false_positive_rate))
-  if name == "statistical_parity":
-    return sel[..., 0] - sel[..., 1]
-  if name == "equal_opportunity":
-    return tpr[..., 0] - tpr[..., 1]
-  return 0.5 * ((fpr[..., 0] - fpr[..., 1]) + (tpr[..., 0] - tpr[..., 1]))
-
-
 def _overall_balanced_accuracy(c: jax.Array) -> jax.Array:
   """Balanced accuracy 0.5 (TPR + TNR) over all groups of [..., G, 2, 2] confusions."""
   total = c.sum(-3)
@@ -204,7 +186,7 @@ def _fit_reject_option(s, y, g, w, *, n, privileged, metric, grid, bounds) -> Re
   thresholds = jnp.where(is_priv[None], grid_t[:, None] + grid_m[:, None],
                          grid_t[:, None] - grid_m[:, None])                    # [TM, G]
   c = confusion_at_thresholds(s, y, g, thresholds, num_groups=n, sample_weight=w)
-  value = _signed_metric(metric, _privileged_split(c, privileged))
+  value = signed_difference(metric, c, privileged=privileged)
   bacc = _overall_balanced_accuracy(c)
   feasible = (value >= bounds[0]) & (value <= bounds[1])
   best_feasible = _to.first_argmax(jnp.where(feasible, bacc, -jnp.inf), 0.0)
@@ -461,21 +443,6 @@ class NaiveThresholdState(NamedTuple):
   gap: jax.Array
 
 
-def _unsigned_gap(name: str, c: jax.Array) -> jax.Array:
-  """fairlearn-style max - min gap over the groups present, from [T, G, 2, 2]."""
-  t, g = c.shape[:2]
-  r = rates_from_confusion(c.reshape(-1, 2, 2))
-  rate = lambda v: v.reshape(t, g)
-  present = rate(r.weight) > 0
-  spread = lambda v: (jnp.where(present, rate(v), -jnp.inf).max(-1)
-                      - jnp.where(present, rate(v), jnp.inf).min(-1))
-  if name == "demographic_parity":
-    return spread(r.selection_rate)
-  d_tpr, d_fpr = spread(r.true_positive_rate), spread(r.false_positive_rate)
-  return {"equalized_odds": jnp.maximum(d_tpr, d_fpr), "equal_opportunity": d_tpr,
-          "average_odds": 0.5 * (d_tpr + d_fpr)}[name]
-
-
 @functools.partial(jax.jit, static_argnames=("n", "metric"))
 def _fit_naive(s, y, g, w, lam_, *, n, metric) -> NaiveThresholdState:
   """Every midpoint threshold scored at once; the best by ``J (1 - gap) ** lam``."""
@@ -484,7 +451,7 @@ def _fit_naive(s, y, g, w, lam_, *, n, metric) -> NaiveThresholdState:
   valid = sorted_s[1:] > sorted_s[:-1]
   c = confusion_at_thresholds(s, y, g, mid, num_groups=n, sample_weight=w)
   bacc = _overall_balanced_accuracy(c)
-  gap = _unsigned_gap(metric, c)
+  gap = unsigned_gap(metric, c)
   objective = jnp.where(valid, (2 * bacc - 1) * (1 - gap) ** lam_, -jnp.inf)
   best = _to.first_argmax(objective, 0.0)
   return NaiveThresholdState(mid[best], objective[best], bacc[best], gap[best])

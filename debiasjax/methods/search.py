@@ -41,8 +41,6 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,6 +61,13 @@ class SearchResult(NamedTuple):
   bias: jax.Array
   performance: jax.Array
   trace: dict
+
+
+def check_int(name: str, value, minimum: int) -> None:
+  """Raises ``ValueError`` naming ``name`` unless ``value`` is an int >= ``minimum``."""
+  if not isinstance(value, (int, np.integer)) or value < minimum:
+    what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    raise ValueError(f"{name}: expected {what}, got {value!r}")
 
 
 def _split_arrays(data) -> tuple:
@@ -199,10 +204,8 @@ def _setup(score_fn, variables, data, objective, num_groups, num_thresholds, num
            key) -> _Problem:
   objective = check_objective(objective)
   x, y, g = _split_arrays(data)
-  if not isinstance(num_thresholds, (int, np.integer)) or num_thresholds < 2:
-    raise ValueError(f"num_thresholds: expected an int >= 2, got {num_thresholds!r}")
-  if not isinstance(num_bootstrap, (int, np.integer)) or num_bootstrap < 0:
-    raise ValueError(f"num_bootstrap: expected an int >= 0, got {num_bootstrap!r}")
+  check_int("num_thresholds", num_thresholds, 2)
+  check_int("num_bootstrap", num_bootstrap, 0)
   if "params" not in variables:
     raise ValueError(f"variables: expected a dict with 'params', got keys {list(variables)}")
   n = _num_groups(g, num_groups)
@@ -245,8 +248,7 @@ def random_perturbation(score_fn: ScoreFn, variables: Any, data: Any, *, key: ja
     :class:`SearchResult`; ``trace`` holds the per-candidate ``score``, ``phi``, ``threshold``,
     ``bias``, ``performance`` [K] and ``original`` (the unperturbed model's threshold choice).
   """
-  if not isinstance(num_candidates, (int, np.integer)) or num_candidates < 1:
-    raise ValueError(f"num_candidates: expected a positive int, got {num_candidates!r}")
+  check_int("num_candidates", num_candidates, 1)
   if not sigma > 0:
     raise ValueError(f"sigma: expected a positive noise scale, got {sigma}")
   boot_key, cand_key = jax.random.split(key)
@@ -317,9 +319,8 @@ def layerwise_optimisation(score_fn: ScoreFn, variables: Any, data: Any, *, key:
   """
   if not layers:
     raise ValueError("layers: expected at least one module path to optimise, got none")
-  for name, value in (("population", population), ("generations", generations)):
-    if not isinstance(value, (int, np.integer)) or value < 2 - (name == "generations"):
-      raise ValueError(f"{name}: expected an int >= {2 - (name == 'generations')}, got {value!r}")
+  check_int("population", population, 2)
+  check_int("generations", generations, 1)
   if not 0 < elite <= 0.5:
     raise ValueError(f"elite: expected a fraction in (0, 0.5], got {elite}")
   if not box > 0:

@@ -12,7 +12,6 @@ sees an ordinary convolution.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
