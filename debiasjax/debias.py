@@ -30,6 +30,7 @@ import numpy as np
 
 from debiasjax.data.dataset import Benchmark
 from debiasjax.evaluate import fairness_summary, predict_scores
+from debiasjax.methods import clarc
 from debiasjax.methods.finetuning import METHODS as WEIGHT_METHODS, TARGETS
 from debiasjax.methods.objective import SHORT as BIAS_SHORT, Objective
 from debiasjax.methods.postprocessing import METHODS as POSTPROCESSORS
@@ -38,7 +39,8 @@ SHORT_NAMES = {"threshold_optimizer": "ThrOpt", "reject_option": "ROC", "equaliz
                "calibrated_equalized_odds": "CalibEqOdds", "naive_threshold": "NaiveThr",
                "random_perturbation": "Random", "layerwise_optimisation": "LayerwiseOpt",
                "savani_adversarial": "Adversarial", "zhang_adversarial": "Zhang",
-               "fine_tune": "FineTune"}
+               "fine_tune": "FineTune", "p_clarc": "P-ClArC", "mass_mean": "Mass-mean",
+               "leace": "LEACE", "a_clarc": "A-ClArC", "rr_clarc": "RR-ClArC"}
 # Keyword arguments of a weight method that build its Objective (the rest go to the method).
 OBJECTIVE_FIELDS = ("version", "bias", "lam", "epsilon", "margin")
 # Arguments debias() supplies itself.
@@ -89,8 +91,8 @@ def resolve_methods(methods: Sequence[MethodSpec]) -> list[Method]:
     else:
       raise ValueError(f"methods: expected 'name', ('name', kwargs) or {{'method': name, ...}}, "
                        f"got {spec!r}")
-    if name not in POSTPROCESSORS and name not in WEIGHT_METHODS:
-      available = sorted(POSTPROCESSORS) + sorted(WEIGHT_METHODS)
+    if name not in POSTPROCESSORS and name not in WEIGHT_METHODS and name not in clarc.METHODS:
+      available = sorted(POSTPROCESSORS) + sorted(WEIGHT_METHODS) + sorted(clarc.METHODS)
       raise ValueError(f"methods: unknown method {name!r}; available: {', '.join(available)}")
     accepted = _accepted_arguments(name)
     unknown = sorted(set(kwargs) - accepted)
@@ -107,6 +109,8 @@ def resolve_methods(methods: Sequence[MethodSpec]) -> list[Method]:
 def _accepted_arguments(name: str) -> set:
   if name in POSTPROCESSORS:
     return set(inspect.signature(POSTPROCESSORS[name]).parameters)
+  if name in clarc.METHODS:
+    return set(inspect.signature(clarc.TARGETS[name]).parameters) - set(_SUPPLIED) - {"split"} | {"seed"}
   params = set(inspect.signature(TARGETS[name]).parameters) - set(_SUPPLIED)
   return params | set(OBJECTIVE_FIELDS) | {"seed"}
 
@@ -150,22 +154,26 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
     methods: method specs (see :func:`resolve_methods`): post-processors
       (:data:`debiasjax.methods.POSTPROCESSORS`) and weight-changing methods
       (:data:`debiasjax.methods.WEIGHT_METHODS`; their Savani objective from the keyword
-      arguments ``version``, ``bias``, ``lam``, ``epsilon``, ``margin``; ``seed`` for their key).
+      arguments ``version``, ``bias``, ``lam``, ``epsilon``, ``margin``; ``seed`` for their key)
+      and concept methods (:data:`debiasjax.methods.CONCEPT_METHODS`: ``p_clarc``,
+      ``mass_mean``, ``leace``, ``a_clarc``, ``rr_clarc``; the concept is the protected attribute).
     pareto_metric: the gap of the Pareto front (``demographic_parity``, ``equalized_odds``,
       ``equal_opportunity``, ``average_odds``).
     threshold: Vanilla's decision threshold on P(y = 1).
     batch_size: rows per forward pass when scoring.
     seed: default seed of the weight-changing methods.
 
-  ``states`` maps each method's label to its fitted state: a post-processor's state, or a
-  :class:`~debiasjax.methods.search.SearchResult` with the new ``variables`` and ``threshold``.
+  ``states`` maps each method's label to its fitted state: a post-processor's state, a
+  :class:`~debiasjax.methods.search.SearchResult` with the new ``variables`` and ``threshold``,
+  or a :class:`~debiasjax.methods.clarc.ConceptResult` whose ``model`` (edited for P-ClArC,
+  mass-mean and LEACE) is what was scored.
   """
   resolved = resolve_methods(methods)
   if pareto_metric not in ("demographic_parity", "equalized_odds", "equal_opportunity",
                            "average_odds"):
     raise ValueError(f"pareto_metric: expected a fairness gap name, got {pareto_metric!r}")
   is_module = isinstance(model, nn.Module)
-  needs_module = [m.label for m in resolved if m.name in WEIGHT_METHODS]
+  needs_module = [m.label for m in resolved if m.name in WEIGHT_METHODS or m.name in clarc.METHODS]
   if needs_module and not is_module:
     raise ValueError(f"model: {needs_module} change the weights and need the Flax module, got "
                      f"{type(model).__name__}")
@@ -181,9 +189,15 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
   states = {}
   for m in resolved:
     start = time.perf_counter()
-    if m.name in WEIGHT_METHODS:
-      state = _fit_weight_method(m, model, variables, benchmark, privileged, num_groups, seed)
-      test_scores = predict_scores(apply_fn, state.variables, test.x, batch_size=batch_size)
+    if m.name in WEIGHT_METHODS or m.name in clarc.METHODS:
+      if m.name in WEIGHT_METHODS:
+        state = _fit_weight_method(m, model, variables, benchmark, privileged, num_groups, seed)
+      else:
+        kwargs = dict(m.kwargs)
+        key = jax.random.key(kwargs.pop("seed", seed))
+        state = clarc.METHODS[m.name](model, variables, benchmark.debias, key=key, **kwargs)
+      scorer = state.model.apply if hasattr(state, "model") else apply_fn
+      test_scores = predict_scores(scorer, state.variables, test.x, batch_size=batch_size)
       probability = (test_scores > float(state.threshold)).astype(np.float32)
     else:
       factory = POSTPROCESSORS[m.name]

@@ -36,6 +36,8 @@ flags.DEFINE_enum("data", "faces", IMAGE_DATA + TABLE_DATA, "Dataset.")
 flags.DEFINE_string("data_dir", None, "Folder with the real data (CSV files, or the TFDS data "
                     "directory for CelebA).")
 flags.DEFINE_enum("accessory", "tie", ["tie", "hat"], "Faces: the protected accessory.")
+flags.DEFINE_float("smile_strength", 2.0, "Faces: how visible the smile is (1: the mouth bends "
+                   "only slightly, and a ResNet learns the accessory alone).")
 flags.DEFINE_string("protected", None, "Protected attribute (default: the dataset's usual one: "
                     "sex for adult/census/german, race for compas, age for bank, "
                     "Wearing_Necktie for celeba).")
@@ -59,11 +61,13 @@ flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate (AdamW, cosine decay).")
 flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.")
 flags.DEFINE_integer("seed", 0, "Seed of data generation, splits, initialisation and order.")
-flags.DEFINE_list("methods", ["thropt_dp", "thropt_eo", "thropt_eo_flip"],
+flags.DEFINE_list("methods", ["thropt_dp", "thropt_eo", "p_clarc", "mass_mean", "a_clarc",
+                                "rr_clarc", "leace"],
                   "Debiasing methods to run (comma-separated presets): " + ", ".join(
                       ["thropt_dp", "thropt_eo", "thropt_eo_flip", "thropt_eo_ba", "roc",
                        "roc_aod", "roc_eopp", "eqodds", "calib_eqodds", "naive", "random",
-                       "layerwise", "adversarial", "zhang", "finetune"]) + "; empty: none.")
+                       "layerwise", "adversarial", "zhang", "finetune", "p_clarc",
+                       "mass_mean", "leace", "a_clarc", "rr_clarc"]) + "; empty: none.")
 flags.DEFINE_enum("objective", "v2", ["v1", "v2"],
                   "Savani objective of the weight-changing methods (random, layerwise, "
                   "adversarial, zhang, finetune): v1 = 0.75 |bias| + 0.25 (1 - accuracy), "
@@ -102,6 +106,22 @@ PRESETS = {
     "adversarial": ("savani_adversarial", {}, "Adversarial"),
     "zhang": ("zhang_adversarial", {}, "Zhang"),
     "finetune": ("fine_tune", {}, "FineTune"),
+    "p_clarc": ("p_clarc", {}, "P-ClArC"),
+    "mass_mean": ("mass_mean", {}, "Mass-mean"),
+    "leace": ("leace", {}, "LEACE"),
+    "a_clarc": ("a_clarc", {}, "A-ClArC"),
+    "rr_clarc": ("rr_clarc", {}, "RR-ClArC"),
+}
+# Layers of the concept methods on the ResNets (measured on the default faces, README): the
+# edits and fine-tuning work where the accessory and the smile are still apart (stage2/stage3
+# maps); at the pooled features a mean-difference projection also removes the smile.
+CONCEPT_SETTINGS = {
+    "images": {"p_clarc": {"layer": "stage2", "pooling": "none"},
+               "mass_mean": {"layer": "pool"},
+               "leace": {"layer": "pool"},
+               "a_clarc": {"layer": "stage3", "pooling": "none"},
+               "rr_clarc": {"layer": "stage3", "pooling": "none", "lam": 10.0}},
+    "tables": {},
 }
 # Settings of the weight-changing presets: the papers' for tables; for images (a ResNet forward
 # over the whole debias split per candidate on a CPU) smaller searches and shorter runs.
@@ -131,7 +151,7 @@ def resolve_config() -> dict:
   """All settings of the run, with dataset-dependent defaults filled in."""
   images = FLAGS.data in IMAGE_DATA
   config = {k: FLAGS[k].value for k in (
-      "data", "data_dir", "accessory", "protected", "target", "phi", "image_size", "n_train",
+      "data", "data_dir", "accessory", "smile_strength", "protected", "target", "phi", "image_size", "n_train",
       "n_debias", "n_test", "n_rows", "model", "width", "small_images", "mlp_layers", "mlp_width",
       "dropout", "epochs", "batch_size",
       "learning_rate", "weight_decay", "seed")}
@@ -165,7 +185,7 @@ def load_benchmark(config: dict):
     return data.faces_benchmark(phi=config["phi"], n_train=config["n_train"],
                                 n_debias=config["n_debias"], n_test=config["n_test"],
                                 image_size=config["image_size"], accessory=config["accessory"],
-                                seed=config["seed"])
+                                smile_strength=config["smile_strength"], seed=config["seed"])
   if name == "celeba":
     from debiasjax.data import celeba
     return celeba.celeba_benchmark(config["data_dir"], target=config["target"],
@@ -194,7 +214,7 @@ def build_model(config: dict):
   return cls[config["model"]](width=config["width"], small_images=config["small_images"])
 
 
-IMAGE_ONLY = ("accessory", "target", "image_size", "n_train", "n_debias", "n_test", "width",
+IMAGE_ONLY = ("accessory", "smile_strength", "target", "image_size", "n_train", "n_debias", "n_test", "width",
               "small_images")
 TABLE_ONLY = ("n_rows", "mlp_layers", "mlp_width", "dropout")
 
@@ -333,13 +353,17 @@ def saliency_section(config, bench, model, variables, rows, states, run_dir):
   test = bench.test.take(slice(0, config["n_explain"]))
   height, width = test.x.shape[1:3]
   mask = roi_mask(test.roi, height, width)
-  explain_maps = lambda v: np.asarray(sal.normalize(
-      explain.saliency_maps(model, v, test.x, test.y, method=config["explain"]), "detoxai"))
-  maps = explain_maps(variables)
-  # Post-processors keep Vanilla's network, hence its maps; weight-changing methods have their own.
-  maps_by_row = {r["method"]: (explain_maps(states[r["method"]].variables)
-                               if hasattr(states.get(r["method"]), "variables") else maps)
-                 for r in rows}
+  explain_maps = lambda m, v: np.asarray(sal.normalize(
+      explain.saliency_maps(m, v, test.x, test.y, method=config["explain"]), "detoxai"))
+  maps = explain_maps(model, variables)
+  # Post-processors keep Vanilla's network, hence its maps; weight-changing methods have their
+  # own weights, concept edits their edited network.
+  maps_by_row = {}
+  for r in rows:
+    state = states.get(r["method"])
+    maps_by_row[r["method"]] = (
+        explain_maps(getattr(state, "model", model), state.variables)
+        if hasattr(state, "variables") else maps)
   summaries = {}
   for label, m in maps_by_row.items():
     summaries[label] = sal.saliency_summary(m, mask, vanilla=None if label == "Vanilla" else maps)
@@ -402,6 +426,8 @@ def run():
   methods = []
   for m in config["methods"]:
     name, kwargs, label = PRESETS[m]
+    if m in CONCEPT_SETTINGS[kind]:
+      kwargs = {**kwargs, **CONCEPT_SETTINGS[kind][m]}
     if m in WEIGHT_SETTINGS[kind]:
       kwargs = {**kwargs, **WEIGHT_SETTINGS[kind][m], "version": config["objective"],
                 "bias": config["bias"], "seed": config["seed"]}

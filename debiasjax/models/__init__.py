@@ -2,7 +2,7 @@
 
 from debiasjax.models.mlp import MLP
 from debiasjax.models.resnet import BasicBlock, BottleneckBlock, ResNet, ResNet18, ResNet34, ResNet50
-from debiasjax.models.taps import Tap, tap, tap_from_functions
+from debiasjax.models.taps import Intervened, Tap, tap, tap_from_functions
 
 __all__ = ["MLP", "ResNet", "ResNet18", "ResNet34", "ResNet50", "BasicBlock", "BottleneckBlock",
-           "Tap", "tap", "tap_from_functions"]
+           "Intervened", "Tap", "tap", "tap_from_functions"]

@@ -21,9 +21,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
+import jax
 
 Edit = Callable[[Any], Any]
 
@@ -110,3 +112,35 @@ def tap_from_functions(features: Callable[[Any, Any], Any], head: Callable[[Any,
     return head(variables, a), a
 
   return Tap(features, apply, forward)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Intervened:
+  """A model whose ``layer`` output is replaced by ``edit(a)`` at every call: P-ClArC,
+  mass-mean shifts and LEACE become part of the network, so scoring (``.apply``), LRP and
+  integrated gradients see the edited model. Hashable by identity (a static jit argument)."""
+  model: nn.Module
+  layer: str
+  edit: Edit
+
+  def apply(self, variables, x, **kwargs):
+    return tap(self.model, self.layer).apply(variables, x, self.edit, **kwargs)
+
+
+def top_level_call_order(model: nn.Module, variables, x) -> list[str]:
+  """Names of the model's top-level submodules in the order a forward pass calls them (traced
+  abstractly, nothing is computed)."""
+  order = []
+
+  def interceptor(next_fun, args, kw, context):
+    path = context.module.path
+    if context.method_name == "__call__" and len(path) == 1 and path[0] not in order:
+      order.append(path[0])
+    return next_fun(*args, **kw)
+
+  def run(variables, x):
+    with nn.intercept_methods(interceptor):
+      return model.apply(variables, x)
+
+  jax.eval_shape(run, variables, x)
+  return order

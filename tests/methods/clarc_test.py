@@ -1,0 +1,156 @@
+"""ClArC methods on real (tiny) models: RR-ClArC's double-differentiated penalty against finite
+differences, lambda sweeps by vmap, frozen layers, and the edits inside the model."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from debiasjax import models
+from debiasjax.data.dataset import Split
+from debiasjax.methods import clarc, concepts as C
+from debiasjax.models.taps import Intervened, tap, top_level_call_order
+
+
+def _tiny_mlp():
+  model = models.MLP(num_layers=2, width=6, batch_norm=False, dropout=0.0)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 4)))
+  return model, variables
+
+
+def test_rr_penalty_gradient_matches_finite_differences():
+  with jax.enable_x64(True):
+    model, variables = _tiny_mlp()
+    variables = jax.tree.map(lambda v: v.astype(jnp.float64), variables)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(8, 4)))
+    y = jnp.asarray(rng.integers(0, 2, 8))
+    v = rng.normal(size=6)
+    cav = C.CAV(jnp.asarray(v / np.linalg.norm(v)), jnp.zeros(6), jnp.ones(6), "none", "signal")
+    t = tap(model, "layer2")
+
+    def penalty(params):
+      return clarc.rr_penalty(t.apply, {"params": params}, x, y, jax.random.key(1), cav,
+                              criterion="all_logits_random")[0]
+
+    params = variables["params"]
+    grad = jax.grad(penalty)(params)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    g = jax.flatten_util.ravel_pytree(grad)[0]
+    direction = jnp.asarray(rng.normal(size=flat.shape))
+    eps = 1e-6
+    fd = (penalty(unravel(flat + eps * direction)) - penalty(unravel(flat - eps * direction))) / (2 * eps)
+    assert float(g @ direction) == pytest.approx(float(fd), rel=1e-6)
+    assert abs(float(g @ direction)) > 1e-6
+
+
+def test_rr_penalty_is_the_squared_directional_derivative():
+  model, variables = _tiny_mlp()
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
+  y = jnp.zeros(5, jnp.int32)
+  v = jnp.asarray(np.eye(6)[2], jnp.float32)
+  cav = C.CAV(v, jnp.zeros(6), jnp.ones(6), "none", "signal")
+  t = tap(model, "layer2")
+  penalty, logits = clarc.rr_penalty(t.apply, variables, x, y, None, cav, criterion="all_logits")
+  # d(sum of logits)/da = the head's kernel summed over classes, the same for every sample.
+  kernel = np.asarray(variables["params"]["head"]["kernel"])
+  assert float(penalty) == pytest.approx(kernel[2].sum() ** 2, rel=1e-5)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(model.apply(variables, x)), atol=1e-6)
+
+
+def _split(n=64, seed=0):
+  rng = np.random.default_rng(seed)
+  g = rng.integers(0, 2, n).astype(np.int32)
+  y = np.where(rng.uniform(size=n) < 0.8, g, 1 - g).astype(np.int32)
+  x = rng.normal(size=(n, 4)).astype(np.float32)
+  x[:, 0] += 2 * g
+  x[:, 1] += 2 * y
+  return Split(x, y, g, None)
+
+
+def test_rr_clarc_lambda_sweep_by_vmap_equals_one_run_per_lambda():
+  model, variables = _tiny_mlp()
+  split = _split()
+  key = jax.random.key(3)
+  kwargs = dict(key=key, layer="layer2", num_steps=5, batch_size=16, trainable="all",
+                learning_rate=1e-2)
+  swept = clarc.rr_clarc(model, variables, split, lam=[0.0, 5.0], **kwargs).variables
+  for i, lam in enumerate((0.0, 5.0)):
+    single = clarc.rr_clarc(model, variables, split, lam=lam, **kwargs).variables
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b),
+                                                         atol=1e-5), swept, single)
+
+
+def test_fine_tuning_trains_only_the_modules_after_the_layer():
+  model, variables = _tiny_mlp()
+  split = _split()
+  assert top_level_call_order(model, variables, split.x) == ["layer1", "layer2", "head"]
+  for method in (clarc.a_clarc, clarc.rr_clarc):
+    new = method(model, variables, split, key=jax.random.key(0), layer="layer1", num_steps=3,
+                 batch_size=16, trainable="after").variables["params"]
+    np.testing.assert_array_equal(np.asarray(new["layer1"]["dense"]["kernel"]),
+                                  np.asarray(variables["params"]["layer1"]["dense"]["kernel"]))
+    assert not np.allclose(np.asarray(new["layer2"]["dense"]["kernel"]),
+                           np.asarray(variables["params"]["layer2"]["dense"]["kernel"]))
+  head_only = clarc.a_clarc(model, variables, split, key=jax.random.key(0), layer="layer1",
+                            num_steps=3, batch_size=16, trainable="head").variables["params"]
+  np.testing.assert_array_equal(np.asarray(head_only["layer2"]["dense"]["kernel"]),
+                                np.asarray(variables["params"]["layer2"]["dense"]["kernel"]))
+
+
+def test_p_clarc_result_is_the_model_with_the_edit_inside():
+  model, variables = _tiny_mlp()
+  split = _split()
+  result = clarc.p_clarc(model, variables, split, layer="layer2", decorrelate=False)
+  assert isinstance(result.model, Intervened) and result.variables is variables
+  t = tap(model, "layer2")
+  a = t.activations(variables, jnp.asarray(split.x))
+  head = variables["params"]["head"]
+  edited = C.project_to(result.concept)(a)
+  expected = edited @ head["kernel"] + head["bias"][None]
+  np.testing.assert_allclose(np.asarray(result.model.apply(variables, jnp.asarray(split.x))),
+                             np.asarray(expected), atol=1e-5)
+
+
+def test_rr_clarc_learns_to_ignore_the_concept():
+  """On a table where the protected column predicts the label in training, RR-ClArC's
+  fine-tuning lowers the model's reliance on it (its demographic parity gap)."""
+  model, variables = _tiny_mlp()
+  split = _split(n=512, seed=4)
+  from debiasjax import train
+  import optax
+  trainer = train.supervised(model, optax.adam(1e-2))
+  state = trainer.init(jax.random.key(0), variables)
+  state = train.fit(trainer, state, {"x": split.x, "y": split.y}, key=jax.random.key(0),
+                    num_steps=300, batch_size=64, steps_per_call=100)
+  variables = train.variables_of(state)
+  test = _split(n=2000, seed=5)
+  test = Split(test.x, test.y, test.group, None)
+  rng = np.random.default_rng(6)
+  test.y[:] = rng.integers(0, 2, 2000)
+  test.x[:, 1] = rng.normal(size=2000) + 2 * test.y
+  gap = lambda v: abs(float(np.mean(np.asarray(model.apply(v, test.x)).argmax(1)[test.group == 1]) -
+                            np.mean(np.asarray(model.apply(v, test.x)).argmax(1)[test.group == 0])))
+  before = gap(variables)
+  after = gap(clarc.rr_clarc(model, variables, split, key=jax.random.key(1), layer="layer1",
+                             num_steps=300, batch_size=64, learning_rate=1e-2, lam=50.0).variables)
+  assert after < 0.5 * before, (before, after)
+
+
+def test_bad_arguments_raise_clear_errors():
+  model, variables = _tiny_mlp()
+  split = _split()
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match="criterion"):
+    clarc.rr_clarc(model, variables, split, key=key, criterion="max")
+  with pytest.raises(ValueError, match="lam"):
+    clarc.rr_clarc(model, variables, split, key=key, lam=-1.0)
+  with pytest.raises(ValueError, match="trainable"):
+    clarc.a_clarc(model, variables, split, key=key, trainable="some")
+  with pytest.raises(ValueError, match="trainable"):
+    clarc.a_clarc(model, variables, split, key=key, layer="head", trainable="after")
+  with pytest.raises(ValueError, match="batch_size"):
+    clarc.a_clarc(model, variables, split, key=key, batch_size=0)
+  with pytest.raises(ValueError, match="direction"):
+    clarc.mass_mean(model, variables, split, direction="svm")
