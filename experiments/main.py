@@ -1,7 +1,8 @@
 r"""The main job: train (or reuse) a vanilla model, evaluate it on the test split, report.
 
 On the embedded faces benchmark (ResNet-18 of width 16 on 64x64 images, train/debias at Yule's
-phi = 0.8, balanced test split) it takes about a minute on 2 CPU cores:
+phi = 0.8, balanced test split; threshold optimizers and the concept methods, LRP of every
+network) it takes about three minutes on 2 CPU cores:
 
   python -m experiments.main
 
