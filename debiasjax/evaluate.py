@@ -28,29 +28,35 @@ def score_function(model) -> Callable[[Any, jax.Array], jax.Array]:
   return lambda variables, x: positive_probability(model.apply(variables, x))
 
 
-def predict_scores(apply_fn: Callable[[Any, jax.Array], jax.Array], variables: Any,
-                   x: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
-  """P(y = 1) of every row of ``x`` under ``apply_fn(variables, x) -> logits``.
-
-  Runs in fixed-size jitted batches (the last one padded), so one compilation serves any N.
-  Raises ``ValueError`` if the model produces NaN or infinite logits.
-  """
+def map_batches(fn: Callable[[Any, jax.Array], jax.Array], variables: Any, x: np.ndarray, *,
+                batch_size: int = 512) -> np.ndarray:
+  """``fn(variables, batch)`` over the rows of ``x`` in jitted batches of one fixed size (the
+  last one padded with zeros), so one compilation serves any N; a NumPy array."""
   n = len(x)
   if n == 0:
     raise ValueError("x: expected at least one row, got 0")
   size = min(batch_size, n)
-  score = jax.jit(lambda v, xb: positive_probability(apply_fn(v, xb)))
+  f = jax.jit(fn)
   out = []
   for start in range(0, n, size):
-    xb = x[start:start + size]
+    xb = np.asarray(x[start:start + size])
     pad = size - len(xb)
     if pad:
       xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
-    out.append(np.asarray(score(variables, jnp.asarray(xb)))[:size - pad])
-  scores = np.concatenate(out)
+    out.append(np.asarray(f(variables, jnp.asarray(xb)))[:size - pad])
+  return np.concatenate(out)
+
+
+def predict_scores(apply_fn: Callable[[Any, jax.Array], jax.Array], variables: Any,
+                   x: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+  """P(y = 1) of every row of ``x`` under ``apply_fn(variables, x) -> logits``
+  (:func:`map_batches`). Raises ``ValueError`` if the model produces NaN or infinite logits.
+  """
+  scores = map_batches(lambda v, xb: positive_probability(apply_fn(v, xb)), variables, x,
+                       batch_size=batch_size)
   if not np.isfinite(scores).all():
-    raise ValueError(f"model scores: {int((~np.isfinite(scores)).sum())} of {n} are NaN or "
-                     "infinite; the model's parameters or inputs are not finite")
+    raise ValueError(f"model scores: {int((~np.isfinite(scores)).sum())} of {len(x)} are NaN "
+                     "or infinite; the model's parameters or inputs are not finite")
   return scores
 
 

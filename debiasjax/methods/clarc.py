@@ -30,9 +30,10 @@ import numpy as np
 import optax
 
 from debiasjax.data.dataset import Split
+from debiasjax.evaluate import map_batches
 from debiasjax.methods import concepts as C
 from debiasjax.methods.search import check_int
-from debiasjax.models.taps import Intervened, tap, top_level_call_order
+from debiasjax.models.taps import Intervened, Tap, tap, top_level_call_order
 from debiasjax.train import weighted_cross_entropy
 
 CRITERIA = ("max_logit", "target_logit", "all_logits", "all_logits_random", "logprobs")
@@ -62,8 +63,7 @@ def default_layer(model: nn.Module) -> str:
 
 
 def _activations(model, variables, split: Split, layer: str, batch_size: int = 256):
-  return C.collect_activations(tap(model, layer).activations, variables, split.x,
-                               batch_size=batch_size)
+  return map_batches(tap(model, layer).activations, variables, split.x, batch_size=batch_size)
 
 
 def _weights(split: Split, decorrelate: bool) -> Optional[np.ndarray]:
@@ -142,19 +142,19 @@ def trainable_mask(model: nn.Module, variables, x, layer: str, trainable: str) -
   return {k: jax.tree.map(lambda _: k in chosen, v) for k, v in variables["params"].items()}
 
 
-def rr_penalty(apply_edit, variables, x, y, key, cav: C.CAV, *, criterion: str,
+def rr_penalty(t: Tap, variables, x, y, key, cav: C.CAV, *, criterion: str,
                aggregation: str = "l2"):
   """RR-ClArC's penalty and the logits from one pass: ``mean_b (v^T g_b)^2`` (``l2``) or
   ``mean_b |v^T g_b|`` (``l1``), ``g_b = d s(f(x_b)) / d a_b`` with ``s`` the ``criterion``
   (``all_logits_random``: logits times random signs), spatially averaged for pooled CAVs.
 
-  ``apply_edit(variables, x, edit)`` is a Tap's ``apply``; the gradient is taken through the
+  ``t`` is the layer's :class:`~debiasjax.models.taps.Tap`; the gradient is taken through the
   edit ``a -> a + delta`` at ``delta = 0``, so differentiating the penalty differentiates
   twice."""
-  a_shape = _activation_shape(apply_edit, variables, x)
+  a_shape = jax.eval_shape(t.activations, variables, x)
 
   def score(delta):
-    logits = apply_edit(variables, x, lambda a: a + delta)
+    logits = t.apply(variables, x, lambda a: a + delta)
     if criterion == "max_logit":
       s = logits.max(-1)
     elif criterion == "target_logit":
@@ -173,17 +173,6 @@ def rr_penalty(apply_edit, variables, x, y, key, cav: C.CAV, *, criterion: str,
   along = C._dot(g, cav.direction.astype(g.dtype))
   penalty = jnp.mean(along ** 2) if aggregation == "l2" else jnp.mean(jnp.abs(along))
   return penalty, logits
-
-
-def _activation_shape(apply_edit, variables, x):
-  box = []
-
-  def grab(a):
-    box.append(jax.ShapeDtypeStruct(a.shape, a.dtype))
-    return a
-
-  jax.eval_shape(lambda v, xx: apply_edit(v, xx, grab), variables, x)
-  return box[0]
 
 
 def _fine_tune(loss_fn, variables, split: Split, mask, *, key, learning_rate: float,
@@ -265,7 +254,7 @@ def rr_clarc(model, variables, split: Split, *, key: jax.Array, layer: Optional[
   mask = trainable_mask(model, variables, split.x, layer, trainable)
 
   def loss_fn(params, rest, x, y, key, lam):
-    penalty, logits = rr_penalty(t.apply, {"params": params, **rest}, x, y, key, fitted,
+    penalty, logits = rr_penalty(t, {"params": params, **rest}, x, y, key, fitted,
                                  criterion=criterion, aggregation=aggregation)
     return weighted_cross_entropy(logits, y) + lam * penalty
 

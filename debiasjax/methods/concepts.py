@@ -26,12 +26,14 @@ into the model (:class:`~debiasjax.models.taps.Intervened`) and never build a D 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from debiasjax.data.splits import _binary_vector
 
 POOLINGS = ("max", "mean", "none")
 CAV_KINDS = ("signal", "lda", "ridge", "logistic", "svm")
@@ -86,10 +88,10 @@ def _broadcast(m: jax.Array, v: jax.Array, ndim: int) -> jax.Array:
 
 
 def _binary(name: str, values, n: int) -> np.ndarray:
-  values = np.asarray(values)
-  if values.shape != (n,) or not np.isin(values, (0, 1)).all():
-    raise ValueError(f"{name}: expected {n} binary labels (0/1), got shape {values.shape} and "
-                     f"values {np.unique(values)[:5].tolist()}")
+  """Binary labels of length ``n`` in which both classes occur."""
+  values = _binary_vector(name, values)
+  if values.shape != (n,):
+    raise ValueError(f"{name}: expected {n} labels, one per sample, got {values.shape[0]}")
   if values.min() == values.max():
     raise ValueError(f"{name}: both classes must occur, got only {int(values[0])}")
   return values.astype(np.int32)
@@ -388,20 +390,3 @@ def fit_leace(activations, concept, *, weights=None, method: str = "leace",
   left, right, bias = _leace(x, jnp.asarray(_one_hot_concept(z)), jnp.asarray(w),
                              method=method, shrinkage=shrinkage, svd_tol=svd_tol)
   return LeaceEraser(left, right, bias)
-
-
-def collect_activations(layer_activations: Callable[[Any, jax.Array], jax.Array], variables,
-                        x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-  """``layer_activations(variables, x)`` (e.g. a Tap's ``activations``) over ``x`` in jitted
-  batches of a fixed size (the last one padded), as a NumPy array."""
-  f = jax.jit(layer_activations)
-  out = []
-  size = min(batch_size, len(x))
-  for start in range(0, len(x), size):
-    xb = np.asarray(x[start:start + size])
-    pad = size - len(xb)
-    if pad:
-      xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
-    out.append(np.asarray(f(variables, jnp.asarray(xb)))[:size - pad])
-  return np.concatenate(out)
-

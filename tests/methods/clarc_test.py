@@ -30,7 +30,7 @@ def test_rr_penalty_gradient_matches_finite_differences():
     t = tap(model, "layer2")
 
     def penalty(params):
-      return clarc.rr_penalty(t.apply, {"params": params}, x, y, jax.random.key(1), cav,
+      return clarc.rr_penalty(t, {"params": params}, x, y, jax.random.key(1), cav,
                               criterion="all_logits_random")[0]
 
     params = variables["params"]
@@ -52,7 +52,7 @@ def test_rr_penalty_is_the_squared_directional_derivative():
   v = jnp.asarray(np.eye(6)[2], jnp.float32)
   cav = C.CAV(v, jnp.zeros(6), jnp.ones(6), "none", "signal")
   t = tap(model, "layer2")
-  penalty, logits = clarc.rr_penalty(t.apply, variables, x, y, None, cav, criterion="all_logits")
+  penalty, logits = clarc.rr_penalty(t, variables, x, y, None, cav, criterion="all_logits")
   # d(sum of logits)/da = the head's kernel summed over classes, the same for every sample.
   kernel = np.asarray(variables["params"]["head"]["kernel"])
   assert float(penalty) == pytest.approx(kernel[2].sum() ** 2, rel=1e-5)
