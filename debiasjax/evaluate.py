@@ -47,13 +47,18 @@ def map_batches(fn: Callable[[Any, jax.Array], jax.Array], variables: Any, x: np
   return np.concatenate(out)
 
 
+@functools.lru_cache(maxsize=64)
+def _probability_of(apply_fn):
+  """One function object per ``apply_fn``, so jit reuses its compilation across calls."""
+  return lambda variables, x: positive_probability(apply_fn(variables, x))
+
+
 def predict_scores(apply_fn: Callable[[Any, jax.Array], jax.Array], variables: Any,
                    x: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
   """P(y = 1) of every row of ``x`` under ``apply_fn(variables, x) -> logits``
   (:func:`map_batches`). Raises ``ValueError`` if the model produces NaN or infinite logits.
   """
-  scores = map_batches(lambda v, xb: positive_probability(apply_fn(v, xb)), variables, x,
-                       batch_size=batch_size)
+  scores = map_batches(_probability_of(apply_fn), variables, x, batch_size=batch_size)
   if not np.isfinite(scores).all():
     raise ValueError(f"model scores: {int((~np.isfinite(scores)).sum())} of {len(x)} are NaN "
                      "or infinite; the model's parameters or inputs are not finite")

@@ -114,8 +114,10 @@ def _split_section(info: dict) -> str:
   header = ["split", "size", f"{groups[0]}, y=0", f"{groups[0]}, y=1", f"{groups[1]}, y=0",
             f"{groups[1]}, y=1", "Yule's phi"]
   requested = splits.get("phi_requested")
-  lead = (f"Train and debias splits at Yule's phi = {requested}; the test split is balanced over "
-          "the four cells." if requested is not None else
+  debias = splits.get("debias_phi_requested", requested)
+  at = (f"Train and debias splits at Yule's phi = {requested}" if debias == requested else
+        f"Train split at Yule's phi = {requested}, debias split at {debias}")
+  lead = (f"{at}; the test split is balanced over the four cells." if requested is not None else
           "Random split (no rebalancing).")
   return lead + "\n\n" + markdown_table(header, cells)
 

@@ -2,6 +2,7 @@ r"""Benchmark: LRP (EpsilonPlusFlat) and integrated gradients against zennit and
 
   python -m experiments.bench_explain                    # ~20 minutes on 2 CPU cores (captum IG dominates)
   python -m experiments.bench_explain --sizes=64 --skip_captum
+  python -m experiments.bench_explain --per_layer        # each conv of ResNet-18 at 64x64, XLA vs torch
 
 One torchvision ResNet-18 (1000 classes, random weights, random BatchNorm statistics) and its
 exported Flax twin, the same random batch (64 images at each size). Ours: jit-compiled, timed
@@ -29,6 +30,8 @@ flags.DEFINE_integer("repeats", 3, "Timed repetitions (peers' IG: 1).")
 flags.DEFINE_integer("ig_steps", 50, "Integrated-gradient steps.")
 flags.DEFINE_integer("threads", 2, "torch threads.")
 flags.DEFINE_bool("skip_captum", False, "Skip captum's IG (the slowest peer).")
+flags.DEFINE_bool("per_layer", False, "Instead: time each convolution of ResNet-18 (64x64 inputs), "
+                  "forward and input gradient, ours (XLA) against torch.")
 FLAGS = flags.FLAGS
 
 
@@ -43,6 +46,56 @@ def timed(fn, repeats: int, warmup: int = 1) -> float:
   return statistics.median(times)
 
 
+# ResNet-18's convolutions on 64x64 inputs: (name, map side, in, out, kernel, stride, pad, count).
+RESNET18_CONVS = [("stem 7x7/2, 64->32, 3->64", 64, 3, 64, 7, 2, 3, 1),
+                  ("stage1 3x3/1, 16, 64->64", 16, 64, 64, 3, 1, 1, 4),
+                  ("stage2 3x3/2, 16->8, 64->128", 16, 64, 128, 3, 2, 1, 1),
+                  ("stage2 3x3/1, 8, 128->128", 8, 128, 128, 3, 1, 1, 3),
+                  ("stage2 1x1/2 shortcut", 16, 64, 128, 1, 2, 0, 1),
+                  ("stage3 3x3/2, 8->4, 128->256", 8, 128, 256, 3, 2, 1, 1),
+                  ("stage3 3x3/1, 4, 256->256", 4, 256, 256, 3, 1, 1, 3),
+                  ("stage3 1x1/2 shortcut", 8, 128, 256, 1, 2, 0, 1),
+                  ("stage4 3x3/2, 4->2, 256->512", 4, 256, 512, 3, 2, 1, 1),
+                  ("stage4 3x3/1, 2, 512->512", 2, 512, 512, 3, 1, 1, 3),
+                  ("stage4 1x1/2 shortcut", 4, 256, 512, 1, 2, 0, 1)]
+
+
+def per_layer_table(torch, batch: int) -> None:
+  """Milliseconds per convolution, forward and input gradient, ours (the models' conv on XLA)
+  against torch on the same shapes: where a gradient or LRP pass spends its time."""
+  from debiasjax.models import layers
+  repeats = max(FLAGS.repeats, 5)
+  total = np.zeros(4)
+  print(f"{'conv (batch %d)' % batch:32s} {'fwd ours':>9s} {'fwd torch':>9s} {'dX ours':>8s} "
+        f"{'dX torch':>8s}  count")
+  for name, side, c_in, c_out, k, stride, pad, count in RESNET18_CONVS:
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, side, side, c_in), np.float32)
+    w = (0.1 * rng.normal(size=(k, k, c_in, c_out))).astype(np.float32)
+    conv = lambda x, w: layers.conv_general_dilated(
+        x, w, (stride, stride), [(pad, pad)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    forward = jax.jit(conv)
+    g = jnp.ones_like(forward(x, w))
+    input_grad = jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0])
+    xt = torch.tensor(x).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+    wt = torch.tensor(w).permute(3, 2, 0, 1).contiguous()
+    tconv = lambda: torch.nn.functional.conv2d(xt, wt, stride=stride, padding=pad)
+    gt = torch.ones_like(tconv())
+
+    def torch_forward():
+      with torch.no_grad():
+        return tconv()
+
+    ours_f = timed(lambda: forward(x, w), repeats)
+    ours_g = timed(lambda: input_grad(x, w, g), repeats)
+    torch_f = timed(torch_forward, repeats)
+    torch_g = timed(lambda: torch.autograd.grad(tconv(), xt, gt)[0], repeats) - torch_f
+    row = 1000 * np.array([ours_f, torch_f, ours_g, torch_g])
+    total += count * row
+    print(f"{name:32s} {row[0]:9.1f} {row[1]:9.1f} {row[2]:8.1f} {row[3]:8.1f}  x{count}")
+  print(f"{'all convs (x count)':32s} {total[0]:9.1f} {total[1]:9.1f} {total[2]:8.1f} {total[3]:8.1f}")
+
+
 def main(argv):
   del argv
   from debiasjax import explain as ex
@@ -51,6 +104,8 @@ def main(argv):
 
   torch, zennit, captum, torchvision = torch_peers.import_torch_peers()
   torch.set_num_threads(FLAGS.threads)
+  if FLAGS.per_layer:
+    return per_layer_table(torch, FLAGS.batch)
   torch.manual_seed(0)
   tmodel = torch_peers.randomize_batch_norm(torch, torchvision.models.resnet18(num_classes=1000))
   model = ResNet18(num_classes=1000)

@@ -45,6 +45,8 @@ flags.DEFINE_string("protected", None, "Protected attribute (default: the datase
 flags.DEFINE_string("target", "Smiling", "CelebA target attribute.")
 flags.DEFINE_float("phi", None, "Yule's phi of train/debias (default 0.8 for images; tables use "
                    "a random 60/20/20 split unless set).")
+flags.DEFINE_float("debias_phi", None, "Yule's phi of the debias split (default: --phi; DetoxAI's "
+                   "CelebA variants train at 1 and debias at a milder correlation).")
 flags.DEFINE_integer("image_size", 64, "Image side in pixels.")
 flags.DEFINE_integer("n_train", 3000, "Images: training split size.")
 flags.DEFINE_integer("n_debias", 2000, "Images: debias split size.")
@@ -152,9 +154,9 @@ def resolve_config() -> dict:
   """All settings of the run, with dataset-dependent defaults filled in."""
   images = FLAGS.data in IMAGE_DATA
   config = {k: FLAGS[k].value for k in (
-      "data", "data_dir", "accessory", "smile_strength", "protected", "target", "phi", "image_size", "n_train",
-      "n_debias", "n_test", "n_rows", "model", "width", "small_images", "mlp_layers", "mlp_width",
-      "dropout", "epochs", "batch_size",
+      "data", "data_dir", "accessory", "smile_strength", "protected", "target", "phi",
+      "debias_phi", "image_size", "n_train", "n_debias", "n_test", "n_rows", "model", "width",
+      "small_images", "mlp_layers", "mlp_width", "dropout", "epochs", "batch_size",
       "learning_rate", "weight_decay", "seed")}
   config["protected"] = config["protected"] or DEFAULT_PROTECTED.get(FLAGS.data)
   config["phi"] = config["phi"] if config["phi"] is not None else (0.8 if images else None)
@@ -186,14 +188,15 @@ def load_benchmark(config: dict):
     return data.faces_benchmark(phi=config["phi"], n_train=config["n_train"],
                                 n_debias=config["n_debias"], n_test=config["n_test"],
                                 image_size=config["image_size"], accessory=config["accessory"],
-                                smile_strength=config["smile_strength"], seed=config["seed"])
+                                smile_strength=config["smile_strength"], seed=config["seed"],
+                                debias_phi=config["debias_phi"])
   if name == "celeba":
     from debiasjax.data import celeba
     return celeba.celeba_benchmark(config["data_dir"], target=config["target"],
                                    protected=config["protected"], phi=config["phi"],
                                    n_train=config["n_train"], n_debias=config["n_debias"],
                                    n_test=config["n_test"], image_size=config["image_size"],
-                                   seed=config["seed"])
+                                   seed=config["seed"], debias_phi=config["debias_phi"])
   if name == "census":
     table = data.census(config["n_rows"], seed=config["seed"], protected=config["protected"])
   elif name == "bank":
@@ -203,7 +206,8 @@ def load_benchmark(config: dict):
     table = data.bank(os.path.expanduser(config["data_dir"]))
   else:
     table = data.LOADERS[name](os.path.expanduser(config["data_dir"]), protected=config["protected"])
-  return data.table_benchmark(table, seed=config["seed"], phi=config["phi"])
+  return data.table_benchmark(table, seed=config["seed"], phi=config["phi"],
+                              debias_phi=config["debias_phi"])
 
 
 def build_model(config: dict):
@@ -224,8 +228,8 @@ def model_identity(config: dict, bench) -> dict:
   """What determines the trained model: the relevant settings, the exact training data (a
   digest, so a changed generator or file never reuses a stale model) and the package version."""
   import debiasjax
-  skip = ("data_dir", "methods", "pareto_metric", "explain", "n_explain", "objective", "bias") + (
-      TABLE_ONLY if config["data"] in IMAGE_DATA else IMAGE_ONLY)
+  skip = ("data_dir", "debias_phi", "methods", "pareto_metric", "explain", "n_explain",
+          "objective", "bias") + (TABLE_ONLY if config["data"] in IMAGE_DATA else IMAGE_ONLY)
   identity = {k: v for k, v in config.items() if k not in skip}
   digest = hashlib.sha256()
   for array in (bench.train.x, bench.train.y):

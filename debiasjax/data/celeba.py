@@ -214,8 +214,10 @@ def celeba_benchmark(data_dir: str, *, target: str = "Smiling",
                      protected: str = "Wearing_Necktie", phi: float = 0.8, n_test: int = 2000,
                      n_train: Optional[int] = None, n_debias: Optional[int] = None,
                      image_size: int = 64, seed: int = 0,
-                     splits: Sequence[str] = ("train", "validation", "test")) -> Benchmark:
-  """CelebA splits in the seeds' protocol: train/debias at Yule's ``phi``, balanced test.
+                     splits: Sequence[str] = ("train", "validation", "test"),
+                     debias_phi: Optional[float] = None) -> Benchmark:
+  """CelebA splits in the seeds' protocol: train/debias at Yule's ``phi`` (debias at
+  ``debias_phi`` if given), balanced test.
 
   All records of ``splits`` form the pool; see :func:`debiasjax.data.splits.make_splits`.
   ``roi`` boxes are derived from landmarks for ``Wearing_Necktie`` and ``Wearing_Hat``.
@@ -227,7 +229,8 @@ def celeba_benchmark(data_dir: str, *, target: str = "Smiling",
       raise ValueError(f"{arg}: unknown CelebA attribute {attr!r}; expected one of {names}")
   t = notes["attributes"][:, names.index(target)].astype(np.int32)
   a = notes["attributes"][:, names.index(protected)].astype(np.int32)
-  chosen = make_splits(t, a, phi=phi, n_test=n_test, n_train=n_train, n_debias=n_debias, seed=seed)
+  chosen = make_splits(t, a, phi=phi, n_test=n_test, n_train=n_train, n_debias=n_debias, seed=seed,
+                       debias_phi=debias_phi)
   out = {}
   for name in ("train", "debias", "test"):
     idx = getattr(chosen, name)

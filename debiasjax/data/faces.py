@@ -4,8 +4,8 @@ Each RGB image shows a simple face on a shirt. The *target* is visible in the fa
 intensity bends the mouth up, widens it and, for a clear smile, opens it to show teeth. As with
 CelebA's ``Smiling`` the cue is ambiguous: the intensity is drawn from two overlapping
 distributions, so the face alone predicts the label with about 90 % accuracy
-(``smile_strength`` scales how visible the smile is; at 1 a small ResNet learns the accessory
-alone). The *protected attribute* is a localised, unambiguous accessory: a necktie below the
+(``smile_strength`` scales how visible the smile is; at 1, trained on a split where the
+accessory and the smile always coincide, a small ResNet learns little but the accessory). The *protected attribute* is a localised, unambiguous accessory: a necktie below the
 face (``accessory="tie"``) or a hat on the head (``accessory="hat"``). With a training
 correlation of phi = 0.8 the accessory predicts the label as well as the face does, and a
 classifier trained on such data leans on it: the shortcut the debiasing methods must remove.
@@ -177,23 +177,25 @@ def _labels_for(counts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
 def faces_benchmark(*, phi: float = 0.8, n_train: int = 3000, n_debias: int = 2000,
                     n_test: int = 2000, image_size: int = 64, accessory: str = "tie",
                     seed: int = 0, p_protected: float = 0.5, p_target: float = 0.5,
-                    smile_strength: float = 2.0) -> Benchmark:
+                    smile_strength: float = 2.0, debias_phi: Optional[float] = None) -> Benchmark:
   """The faces benchmark: train and debias at Yule's ``phi``, test balanced over the 4 cells.
 
   ``smile_strength`` scales the mouth's response to the smile intensity (2 by default: a
-  ResNet-18 of width 16 learns both the smile and the accessory; at 1 it learns the accessory
-  alone). Returns a :class:`Benchmark` whose ``info`` names the attributes, the privileged group (the
+  ResNet-18 of width 16 learns both the smile and the accessory; at 1 with ``phi=1`` it learns
+  little but the accessory). ``debias_phi`` sets the debias split's phi alone (default
+  ``phi``); the train split does not depend on it. Returns a :class:`Benchmark` whose ``info`` names the attributes, the privileged group (the
   accessory wearers, who receive the favourable label more often when phi > 0) and the split
   report with each split's counts and achieved phi.
   """
   phi = _check_phi(phi)
+  debias_phi = phi if debias_phi is None else _check_phi(debias_phi, "debias_phi")
   for name, n in (("n_train", n_train), ("n_debias", n_debias), ("n_test", n_test)):
     if not isinstance(n, (int, np.integer)) or n < 4:
       raise ValueError(f"{name}: expected an int >= 4, got {n!r}")
   seeds = np.random.SeedSequence(seed).spawn(4)
   label_rng = np.random.default_rng(seeds[3])
   plan = {"train": cell_counts(n_train, phi, p_protected=p_protected, p_target=p_target),
-          "debias": cell_counts(n_debias, phi, p_protected=p_protected, p_target=p_target),
+          "debias": cell_counts(n_debias, debias_phi, p_protected=p_protected, p_target=p_target),
           "test": cell_counts(n_test, 0.0)}
   splits, labels = {}, {}
   for (name, counts), ss in zip(plan.items(), seeds):
@@ -206,6 +208,6 @@ def faces_benchmark(*, phi: float = 0.8, n_train: int = 3000, n_debias: int = 20
       "name": f"faces-{accessory}", "target": "smiling",
       "protected": "wears_necktie" if accessory == "tie" else "wears_hat",
       "groups": ["no " + accessory, accessory], "privileged": 1 if phi >= 0 else 0,
-      "image_size": image_size, "seed": seed, "splits": split_report(phi, **labels),
+      "image_size": image_size, "seed": seed, "splits": split_report(phi, debias_phi, **labels),
   }
   return Benchmark(splits["train"], splits["debias"], splits["test"], info)

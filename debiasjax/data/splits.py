@@ -35,10 +35,10 @@ def _binary_vector(name: str, x) -> np.ndarray:
   return arr.astype(np.int64)
 
 
-def _check_phi(phi) -> float:
+def _check_phi(phi, name: str = "phi") -> float:
   if isinstance(phi, bool) or not isinstance(phi, (int, float, np.floating, np.integer)) \
       or not math.isfinite(phi) or not -1.0 <= phi <= 1.0:
-    raise ValueError(f"phi: expected a number in [-1, 1], got {phi!r}")
+    raise ValueError(f"{name}: expected a number in [-1, 1], got {phi!r}")
   return float(phi)
 
 
@@ -101,9 +101,12 @@ class Splits(NamedTuple):
   report: dict
 
 
-def split_report(phi_requested: Optional[float], **splits) -> dict:
+def split_report(phi_requested: Optional[float], debias_phi_requested: Optional[float] = None,
+                 **splits) -> dict:
   """Counts and achieved phi of each split, given ``name=(target, protected)`` pairs."""
-  report = {"phi_requested": phi_requested}
+  report = {"phi_requested": phi_requested,
+            "debias_phi_requested": phi_requested if debias_phi_requested is None
+            else debias_phi_requested}
   for name, (t, a) in splits.items():
     counts = cell_table(t, a)
     report[name] = {"size": int(counts.sum()), "counts": counts.tolist(), "phi": yule_phi(counts)}
@@ -112,7 +115,7 @@ def split_report(phi_requested: Optional[float], **splits) -> dict:
 
 def make_splits(target, protected, *, phi: float, n_test: int, n_train: Optional[int] = None,
                 n_debias: Optional[int] = None, seed: int = 0, p_protected: float = 0.5,
-                p_target: float = 0.5) -> Splits:
+                p_target: float = 0.5, debias_phi: Optional[float] = None) -> Splits:
   """Splits a labelled pool into biased train/debias splits and a balanced test split.
 
   The test split takes ``n_test`` samples spread evenly over the four cells. From the rest,
@@ -122,7 +125,9 @@ def make_splits(target, protected, *, phi: float, n_test: int, n_train: Optional
 
   Args:
     target, protected: binary labels of the pool, shape [N].
-    phi: requested Yule's phi of train and debias, in [-1, 1].
+    phi: requested Yule's phi of train (and of debias without ``debias_phi``), in [-1, 1].
+    debias_phi: requested Yule's phi of the debias split, when it differs from train's (as in
+      DetoxAI's CelebA variants: a maximally biased train split, a milder debias split).
     n_test: size of the balanced test split.
     n_train, n_debias: sizes of the biased splits (both or neither).
     seed: seed of the sampling.
@@ -136,6 +141,7 @@ def make_splits(target, protected, *, phi: float, n_test: int, n_train: Optional
       gives the largest feasible sizes).
   """
   phi = _check_phi(phi)
+  debias_phi = phi if debias_phi is None else _check_phi(debias_phi, "debias_phi")
   for name, n in (("n_test", n_test), ("n_train", n_train), ("n_debias", n_debias)):
     if n is not None and (not isinstance(n, (int, np.integer)) or n < 4):
       raise ValueError(f"{name}: expected an int >= 4, got {n!r}")
@@ -152,17 +158,24 @@ def make_splits(target, protected, *, phi: float, n_test: int, n_train: Optional
                      f"pool has {table.tolist()}; the largest balanced test split is "
                      f"{4 * int(table.min())}")
   left = table - test_cells
-  proportions = cell_proportions(phi, p_protected=p_protected, p_target=p_target)
-  if n_train is None:
-    usable = min(left[c] / proportions[c] for c in np.ndindex(2, 2) if proportions[c] > 0)
-    total = int(math.floor(usable + 1e-9))
-    n_debias = int(round(total * DEBIAS_FRACTION))
-    n_train = total - n_debias
-  train_cells = cell_counts(n_train, phi, p_protected=p_protected, p_target=p_target)
-  debias_cells = cell_counts(n_debias, phi, p_protected=p_protected, p_target=p_target)
+  marginals = {"p_protected": p_protected, "p_target": p_target}
+  proportions = ((1 - DEBIAS_FRACTION) * cell_proportions(phi, **marginals)
+                 + DEBIAS_FRACTION * cell_proportions(debias_phi, **marginals))
+  usable = min(left[c] / proportions[c] for c in np.ndindex(2, 2) if proportions[c] > 0)
+
+  def cells(n_train, n_debias):
+    return cell_counts(n_train, phi, **marginals), cell_counts(n_debias, debias_phi, **marginals)
+
+  if n_train is None:       # the largest total whose rounded cells fit (rounding may cost one)
+    for total in range(int(math.floor(usable + 1e-9)), -1, -1):
+      n_debias = int(round(total * DEBIAS_FRACTION))
+      n_train = total - n_debias
+      if (sum(cells(n_train, n_debias)) <= left).all():
+        break
+  train_cells, debias_cells = cells(n_train, n_debias)
   if (train_cells + debias_cells > left).any():
-    usable = min(left[c] / proportions[c] for c in np.ndindex(2, 2) if proportions[c] > 0)
-    raise ValueError(f"n_train, n_debias: {n_train} + {n_debias} samples at phi={phi} need "
+    at = f"phi={phi}" if debias_phi == phi else f"phi={phi} / {debias_phi}"
+    raise ValueError(f"n_train, n_debias: {n_train} + {n_debias} samples at {at} need "
                      f"{(train_cells + debias_cells).tolist()} per cell [a, t], but after the test "
                      f"split the pool has {left.tolist()}; at most {int(usable)} in total fit")
 
@@ -172,5 +185,5 @@ def make_splits(target, protected, *, phi: float, n_test: int, n_train: Optional
     for name, part in zip(chosen, np.split(pools[i][j], cuts)[:3]):
       chosen[name].append(part)
   idx = {name: rng.permutation(np.concatenate(parts)) for name, parts in chosen.items()}
-  report = split_report(phi, **{k: (t[v], a[v]) for k, v in idx.items()})
+  report = split_report(phi, debias_phi, **{k: (t[v], a[v]) for k, v in idx.items()})
   return Splits(idx["train"], idx["debias"], idx["test"], report)

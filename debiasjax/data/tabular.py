@@ -299,15 +299,19 @@ def standardize(train: np.ndarray, *others: np.ndarray) -> list:
 
 
 def table_benchmark(table: Table, *, seed: int = 0, fractions: tuple = (0.6, 0.2, 0.2),
-                    phi: Optional[float] = None, n_test: Optional[int] = None) -> Benchmark:
+                    phi: Optional[float] = None, n_test: Optional[int] = None,
+                    debias_phi: Optional[float] = None) -> Benchmark:
   """Train / debias / test splits of a table, standardised with train statistics.
 
   Without ``phi``: a random split by ``fractions`` (Savani et al.'s 60/20/20 protocol; their
   validation split is our debias split). With ``phi``: the rebalanced protocol of
   :func:`debiasjax.data.splits.make_splits` (``n_test`` balanced test rows, train and debias at
-  Yule's ``phi``).
+  Yule's ``phi``, debias at ``debias_phi`` if given).
   """
   n = len(table.y)
+  if phi is None and debias_phi is not None:
+    raise ValueError(f"debias_phi: needs phi (the rebalanced protocol), got phi=None and "
+                     f"debias_phi={debias_phi!r}")
   if phi is None:
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or not math.isclose(sum(fractions), 1):
       raise ValueError(f"fractions: expected three positive fractions summing to 1, got {fractions}")
@@ -318,7 +322,7 @@ def table_benchmark(table: Table, *, seed: int = 0, fractions: tuple = (0.6, 0.2
                                             for k, i in zip(("train", "debias", "test"), index)})
   else:
     n_test = n_test or 4 * (int(np.bincount(2 * table.group + table.y, minlength=4).min()) // 8)
-    s = make_splits(table.y, table.group, phi=phi, n_test=n_test, seed=seed)
+    s = make_splits(table.y, table.group, phi=phi, n_test=n_test, seed=seed, debias_phi=debias_phi)
     index, report = [s.train, s.debias, s.test], s.report
   xs = standardize(*(table.x[i] for i in index))
   splits = [Split(x, table.y[i], table.group[i]) for x, i in zip(xs, index)]

@@ -58,10 +58,13 @@ def _signed_sum(lin: Lin, a, w_for_pos, w_for_neg, b):
   """``lin(a+, w_for_pos, b) + lin(a-, w_for_neg, 0)``; the second conv only runs when some a < 0.
 
   Every layer after a ReLU has ``a >= 0``, so this costs one extra convolution there, not two.
+  Only the negative part sits in the ``cond``: XLA:CPU runs convolutions (and their gradients)
+  inside a conditional far below their normal speed, so the always-needed positive part stays
+  in the main program (EpsilonPlusFlat on ResNet-18: 0.85 s -> 0.57 s per batch of 64).
   """
-  first = lambda: lin(_pos(a), w_for_pos, b)
-  both = lambda: first() + lin(_neg(a), w_for_neg, jnp.zeros_like(b))
-  return lax.cond(jnp.any(a < 0), both, first)
+  positive = lin(_pos(a), w_for_pos, b)
+  negative = lambda: lin(_neg(a), w_for_neg, jnp.zeros_like(b))
+  return positive + lax.cond(jnp.any(a < 0), negative, lambda: jnp.zeros_like(positive))
 
 
 @dataclasses.dataclass(frozen=True)

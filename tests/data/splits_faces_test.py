@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from debiasjax import data
-from debiasjax.data import faces, splits
+from debiasjax.data import faces
 
 
 def expand(counts):
@@ -59,8 +59,30 @@ def test_make_splits_uses_the_whole_pool_when_sizes_are_omitted():
   assert len(s.debias) / (len(s.train) + len(s.debias)) == pytest.approx(0.4, abs=0.01)
 
 
+def test_make_splits_debias_phi_sets_the_debias_split_alone():
+  """A maximally biased train split and a milder debias split (DetoxAI's CelebA variants); with
+  sizes omitted the pool is exhausted under the mixed proportions."""
+  rng = np.random.default_rng(0)
+  t, a = rng.integers(0, 2, 20000), rng.integers(0, 2, 20000)
+  s = data.make_splits(t, a, phi=1.0, debias_phi=0.5, n_test=1000, n_train=3000, n_debias=2000)
+  assert s.report["train"]["phi"] == pytest.approx(1.0) and s.report["debias"]["phi"] == \
+      pytest.approx(0.5, abs=1e-3)
+  assert (s.report["phi_requested"], s.report["debias_phi_requested"]) == (1.0, 0.5)
+  assert data.make_splits(t, a, phi=0.7, n_test=1000, seed=1).report["debias_phi_requested"] == 0.7
+  a, t = expand([[2000, 300], [250, 1800]])
+  s = data.make_splits(t, a, phi=0.9, debias_phi=0.0, n_test=400, seed=0)
+  left = data.cell_table(t, a) - 100
+  used = data.cell_table(np.concatenate([t[s.train], t[s.debias]]),
+                         np.concatenate([a[s.train], a[s.debias]]))
+  assert (used <= left).all() and (left - used).min() <= 2
+  assert abs(s.report["train"]["phi"] - 0.9) < 0.01 and abs(s.report["debias"]["phi"]) < 0.01
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(phi=1.5), r"phi: expected a number in \[-1, 1\], got 1.5"),
+    (dict(phi=0.5, debias_phi=-2.0), r"debias_phi: expected a number in \[-1, 1\], got -2.0"),
+    (dict(phi=0.5, debias_phi=0.9, n_train=1000, n_debias=2500),
+     r"n_train, n_debias: 1000 \+ 2500 samples at phi=0.5 / 0.9 need"),
     (dict(phi=float("nan")), "phi: expected a number"),
     (dict(phi=0.9, p_protected=0.1), "phi: 0.9 is not reachable"),
     (dict(phi=0.5, n_test=100000), "n_test: 100000 needs"),
@@ -133,6 +155,16 @@ def test_faces_benchmark_protocol():
 def test_render_bad_input(kwargs, message):
   with pytest.raises(ValueError, match=message):
     data.render_faces([0, 1], [1, 0], **kwargs)
+
+
+def test_faces_debias_phi_leaves_the_train_split_alone():
+  kwargs = dict(phi=1.0, n_train=40, n_debias=40, n_test=8, image_size=16, seed=2)
+  same, milder = data.faces_benchmark(**kwargs), data.faces_benchmark(**kwargs, debias_phi=0.0)
+  np.testing.assert_array_equal(same.train.x, milder.train.x)
+  np.testing.assert_array_equal(same.train.y, milder.train.y)
+  assert same.info["splits"]["debias"]["phi"] == pytest.approx(1.0)
+  assert milder.info["splits"]["debias"]["phi"] == pytest.approx(0.0)
+  assert milder.info["splits"]["debias_phi_requested"] == 0.0
 
 
 def test_benchmark_bad_phi():

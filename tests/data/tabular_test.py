@@ -114,5 +114,10 @@ def test_table_benchmark_random_and_phi_protocols():
   p = data.table_benchmark(t, seed=0, phi=0.5, n_test=400)
   np.testing.assert_array_equal(data.cell_table(p.test.y, p.test.group), [[100, 100], [100, 100]])
   assert abs(p.info["splits"]["train"]["phi"] - 0.5) < 0.01
+  q = data.table_benchmark(t, seed=0, phi=0.5, debias_phi=0.0, n_test=400)
+  assert abs(q.info["splits"]["train"]["phi"] - 0.5) < 0.01
+  assert abs(q.info["splits"]["debias"]["phi"]) < 0.01
+  with pytest.raises(ValueError, match="debias_phi: needs phi"):
+    data.table_benchmark(t, debias_phi=0.2)
   with pytest.raises(ValueError, match="fractions"):
     data.table_benchmark(t, fractions=(0.5, 0.5))

@@ -72,6 +72,7 @@ def test_main_on_census(tmp_path):
     (["--data=faces", "--accessory=scarf"], "accessory"),
     (["--methods=thropt_dp,magic"], "--methods: unknown ['magic']"),
     (["--phi=1.5"], "error: phi: expected a number in [-1, 1], got 1.5"),
+    (["--debias_phi=-3"], "error: debias_phi: expected a number in [-1, 1], got -3.0"),
     (["--n_explain=1"], "--n_explain: the saliency tests need at least 2 images"),
 ])
 def test_main_rejects_bad_flags(tmp_path, args, message):
@@ -96,10 +97,14 @@ def test_main_on_csv_and_celeba_files(tmp_path):
   write_raw_celeba(str(tmp_path / "raw"))
   celeba.prepare(str(tmp_path / "raw"), str(tmp_path / "tfds"), verify_checksums=False)
   out = run_main("--data=celeba", f"--data_dir={tmp_path / 'tfds'}", "--n_train=12",
-                 "--n_debias=8", "--n_test=8", "--phi=0.5", "--image_size=32", "--width=4",
+                 "--n_debias=8", "--n_test=8", "--phi=0.5", "--debias_phi=0", "--image_size=32",
+                 "--width=4",
                  "--batch_size=4", "--epochs=1", f"--run_dir={tmp_path / 'rc'}",
                  f"--cache_dir={tmp_path / 'c'}", cwd=ROOT)
   assert out.returncode == 0, out.stderr[-3000:]
   payload = json.loads((tmp_path / "rc" / "results.json").read_text())
   assert payload["data"]["protected"] == "Wearing_Necktie"
   assert payload["data"]["splits"]["test"]["counts"] == [[2, 2], [2, 2]]
+  assert payload["data"]["splits"]["debias"]["counts"] == [[2, 2], [2, 2]]
+  assert "Train split at Yule's phi = 0.5, debias split at 0.0" in \
+      (tmp_path / "rc" / "report.md").read_text()
