@@ -5,8 +5,9 @@ intensity bends the mouth up, widens it and, for a clear smile, opens it to show
 CelebA's ``Smiling`` the cue is ambiguous: the intensity is drawn from two overlapping
 distributions, so the face alone predicts the label with about 90 % accuracy
 (``smile_strength`` scales how visible the smile is; at 1, trained on a split where the
-accessory and the smile always coincide, a small ResNet learns little but the accessory). The *protected attribute* is a localised, unambiguous accessory: a necktie below the
-face (``accessory="tie"``) or a hat on the head (``accessory="hat"``). With a training
+accessory and the smile always coincide, a small ResNet learns little but the accessory). The
+*protected attribute* is a localised, unambiguous accessory: a necktie below the face
+(``accessory="tie"``) or a hat on the head (``accessory="hat"``). With a training
 correlation of phi = 0.8 the accessory predicts the label as well as the face does, and a
 classifier trained on such data leans on it: the shortcut the debiasing methods must remove.
 
@@ -130,7 +131,8 @@ def _render_chunk(p: dict, protected: np.ndarray, accessory: str, size: int,
 
 
 def render_faces(target, protected, *, seed: int = 0, image_size: int = 64,
-                 accessory: str = "tie", smile_strength: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+                 accessory: str = "tie",
+                 smile_strength: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
   """Renders one face per (target, protected) pair.
 
   Args:
@@ -183,9 +185,9 @@ def faces_benchmark(*, phi: float = 0.8, n_train: int = 3000, n_debias: int = 20
   ``smile_strength`` scales the mouth's response to the smile intensity (2 by default: a
   ResNet-18 of width 16 learns both the smile and the accessory; at 1 with ``phi=1`` it learns
   little but the accessory). ``debias_phi`` sets the debias split's phi alone (default
-  ``phi``); the train split does not depend on it. Returns a :class:`Benchmark` whose ``info`` names the attributes, the privileged group (the
-  accessory wearers, who receive the favourable label more often when phi > 0) and the split
-  report with each split's counts and achieved phi.
+  ``phi``); the train split does not depend on it. Returns a :class:`Benchmark` whose ``info``
+  names the attributes, the privileged group (the accessory wearers, who receive the favourable
+  label more often when phi > 0) and the split report with each split's counts and achieved phi.
   """
   phi = _check_phi(phi)
   debias_phi = phi if debias_phi is None else _check_phi(debias_phi, "debias_phi")
