@@ -7,8 +7,9 @@ r"""Benchmark: LRP (EpsilonPlusFlat) and integrated gradients against zennit and
 One torchvision ResNet-18 (1000 classes, random weights, random BatchNorm statistics) and its
 exported Flax twin, the same random batch (64 images at each size). Ours: jit-compiled, timed
 after compilation (median of repeats); peers: torch on ``--threads`` threads, zennit with its
-ResNet canonizer (composite built per call, as zennit is used), captum IG with Gauss-Legendre
-and ``internal_batch_size=512``. Prints images per second, our speed-up, LRP time / forward
+ResNet canonizer (composite built per call, as zennit is used); IG with Gauss-Legendre nodes,
+ours ``integrated_gradients_in_groups`` (as ``saliency_maps`` runs it) and captum's, both with
+``--ig_batch`` images per model call (captum's ``internal_batch_size``). Prints images per second, our speed-up, LRP time / forward
 time, and the largest difference between our and the peer's maps relative to max |R|.
 Needs the test requirements (torch, zennit, captum). Results: docs/benchmarks.md.
 """
@@ -28,6 +29,7 @@ flags.DEFINE_list("sizes", ["64", "128"], "Image sizes.")
 flags.DEFINE_integer("batch", 64, "Images per batch.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (peers' IG: 1).")
 flags.DEFINE_integer("ig_steps", 50, "Integrated-gradient steps.")
+flags.DEFINE_integer("ig_batch", 128, "Images per model call in IG (ours and captum's).")
 flags.DEFINE_integer("threads", 2, "torch threads.")
 flags.DEFINE_bool("skip_captum", False, "Skip captum's IG (the slowest peer).")
 flags.DEFINE_bool("per_layer", False, "Instead: time each convolution of ResNet-18 (64x64 inputs), "
@@ -116,8 +118,11 @@ def main(argv):
   forward = jax.jit(lambda v, x: model.apply(v, x))
   grad = jax.jit(lambda v, x, t: ex.gradient(lambda x: model.apply(v, x), x, t))
   lrp = jax.jit(lambda v, x, t: ex.lrp(model, v, x, t))
-  ig = jax.jit(lambda v, x, t: ex.integrated_gradients(lambda x: model.apply(v, x), x, t,
-                                                       steps=FLAGS.ig_steps))
+
+  def ig(v, x, t):
+    return ex.integrated_gradients_in_groups(model.apply, v, x, t, steps=FLAGS.ig_steps,
+                                             max_batch=FLAGS.ig_batch)
+
   b = FLAGS.batch
   for size in map(int, FLAGS.sizes):
     x = np.random.default_rng(size).normal(size=(b, size, size, 3)).astype(np.float32)
@@ -143,7 +148,8 @@ def main(argv):
     if not FLAGS.skip_captum:
       def captum_ig():
         return torch_peers.captum_integrated_gradients(torch, captum, tmodel, xt, targets,
-                                                       steps=FLAGS.ig_steps, internal_batch_size=512)
+                                                       steps=FLAGS.ig_steps,
+                                                       internal_batch_size=FLAGS.ig_batch)
       start = time.perf_counter()
       theirs = torch_peers.to_nhwc(captum_ig())
       t_captum = time.perf_counter() - start

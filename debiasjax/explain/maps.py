@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from debiasjax.explain.gradients import integrated_gradients
+from debiasjax.explain.gradients import integrated_gradients_in_groups
 from debiasjax.explain.lrp import lrp
 from debiasjax.explain.rules import Composite, epsilon_plus_flat
 from debiasjax.metrics.saliency import heatmap
 
 METHODS = ("lrp", "ig")
-
-
-@functools.lru_cache(maxsize=16)
-def _ig(model, steps: int):
-  return jax.jit(lambda v, x, t: integrated_gradients(lambda x: model.apply(v, x), x, t, steps=steps))
 
 
 def saliency_maps(model, variables, x, targets, *, method: str = "lrp",
@@ -34,8 +26,10 @@ def saliency_maps(model, variables, x, targets, *, method: str = "lrp",
   if x.ndim != 4 or len(targets) != len(x):
     raise ValueError(f"x, targets: expected NHWC images and one target each, got {x.shape} and "
                      f"{targets.shape}")
-  explain = ((lambda v, xb, tb: lrp(model, v, xb, tb, composite=composite)) if method == "lrp"
-             else _ig(model, steps))
+  if method == "lrp":
+    explain = lambda v, xb, tb: lrp(model, v, xb, tb, composite=composite)
+  else:
+    explain = lambda v, xb, tb: integrated_gradients_in_groups(model.apply, v, xb, tb, steps=steps)
   out = []
   for start in range(0, len(x), batch_size):
     xb, tb = x[start:start + batch_size], targets[start:start + batch_size]

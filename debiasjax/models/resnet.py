@@ -86,7 +86,7 @@ class Stem(nn.Module):
     if self.small_images:
       return nn.relu(self.norm(name="bn")(self.conv(self.features, (3, 3), (1, 1), _pad(3), name="conv")(x)))
     x = nn.relu(self.norm(name="bn")(self.conv(self.features, (7, 7), (2, 2), _pad(7), name="conv")(x)))
-    return nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    return layers.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
 
 
 class Stage(nn.Module):

@@ -138,6 +138,21 @@ def test_ig_is_exact_for_a_linear_model_and_chunking_does_not_matter():
     np.testing.assert_allclose(ig, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_ig_in_groups_equals_the_traced_ig_for_any_group_size(resnet):
+  model, variables, x = resnet
+  t = _targets(model, variables, x)
+  base = jnp.full_like(x, 0.3)
+  traced = jax.jit(lambda v, x, t: ex.integrated_gradients(
+      lambda x: model.apply(v, x), x, t, baseline=base, steps=7, method="riemann_trapezoid"))
+  expected = traced(variables, x, t)
+  for max_batch in (1, 6, 512):
+    got = ex.integrated_gradients_in_groups(model.apply, variables, x, t, baseline=base, steps=7,
+                                            method="riemann_trapezoid", max_batch=max_batch)
+    assert _rel(got, expected) < 1e-5
+  with pytest.raises(ValueError, match="max_batch"):
+    ex.integrated_gradients_in_groups(model.apply, variables, x, t, max_batch=0)
+
+
 def test_quadrature_weights_sum_to_one_and_match_captum_nodes():
   for method in ex.gradients.METHODS:
     a, w = ex.quadrature(10, method)

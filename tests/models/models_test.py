@@ -48,6 +48,25 @@ def test_fast_conv_keeps_xla_for_dilations_and_groups():
   np.testing.assert_allclose(out, ref)
 
 
+@pytest.mark.parametrize("window, strides, padding", [((3, 3), (2, 2), ((1, 1), (1, 1))),
+                                                     ((2, 2), (2, 2), ((0, 0), (0, 0))),
+                                                     ((3, 2), (1, 2), ((1, 0), (0, 1)))])
+def test_max_pool_equals_flax_values_and_gradients_with_ties(window, strides, padding):
+  x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
+  ref = lambda x: nn.max_pool(x, window, strides, padding)
+  ours = lambda x: layers.max_pool(x, window, strides, padding)
+  for inputs in (x, jnp.round(x), jax.nn.relu(x)):              # ties: integers, ReLU zeros
+    g = jax.random.normal(jax.random.key(1), ref(inputs).shape)
+    np.testing.assert_array_equal(ours(inputs), ref(inputs))
+    # bit for bit: the same windows, summed in the same order
+    np.testing.assert_array_equal(jax.vjp(ours, inputs)[1](g)[0], jax.vjp(ref, inputs)[1](g)[0])
+    # the gradient of the gradient (RR-ClArC's penalty) and vmap go through the custom rule
+    second = lambda f: jax.grad(lambda x: jnp.sum(jax.vjp(f, x)[1](g)[0] * x))(inputs)
+    np.testing.assert_allclose(second(ours), second(ref), atol=1e-6)
+  batched = jax.vmap(lambda x: jax.vjp(ours, x)[1](jnp.ones_like(ours(x)))[0])(x[:, None])
+  np.testing.assert_allclose(batched[:, 0], jax.vjp(ours, x)[1](jnp.ones_like(ours(x)))[0], atol=1e-6)
+
+
 @pytest.mark.parametrize("ctor, blocks, expansion", [
     (models.ResNet18, (2, 2, 2, 2), 1), (models.ResNet34, (3, 4, 6, 3), 1),
     (models.ResNet50, (3, 4, 6, 3), 4)])
