@@ -38,6 +38,28 @@ def test_fast_conv_equals_xla_conv_values_and_gradients(hw, kernel, strides, pad
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("hw, kernel, strides, padding", [
+    ((20, 20), 7, (2, 2), ((3, 3), (3, 3))),      # ResNet stem
+    ((19, 17), 7, (2, 2), ((3, 3), (3, 3))),      # odd sizes
+    ((16, 15), 4, (3, 2), ((1, 0), (2, 1))),      # uneven strides and padding
+    ((12, 12), 2, (2, 2), "VALID"),               # kernel = stride
+])
+def test_space_to_depth_input_gradient_of_strided_few_channel_convs(hw, kernel, strides, padding):
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(2, *hw, 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 5)), jnp.float32)
+  ours = lambda x, w: layers.conv_general_dilated(x, w, strides, padding,
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ref = lambda x, w: lax_conv(x, w, strides, padding)
+  np.testing.assert_array_equal(jax.jit(ours)(x, w), ref(x, w))   # XLA's forward, unchanged
+  g = jnp.asarray(rng.normal(size=ref(x, w).shape), jnp.float32)
+  (dx, dw), (dx_ref, dw_ref) = (jax.vjp(f, x, w)[1](g) for f in (ours, ref))
+  np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(dw, dw_ref)                       # XLA's weight gradient
+  second = lambda f: jax.grad(lambda x: jnp.sum(jax.vjp(lambda x: f(x, w), x)[1](g)[0] ** 2))(x)
+  np.testing.assert_allclose(second(ours), second(ref), rtol=1e-4, atol=1e-4)
+
+
 def test_fast_conv_keeps_xla_for_dilations_and_groups():
   x = jnp.ones((1, 2, 2, 4))
   w = jnp.ones((3, 3, 2, 4))
