@@ -9,8 +9,9 @@ exported Flax twin, the same random batch (64 images at each size). Ours: jit-co
 after compilation (median of repeats); peers: torch on ``--threads`` threads, zennit with its
 ResNet canonizer (composite built per call, as zennit is used); IG with Gauss-Legendre nodes,
 ours ``integrated_gradients_in_groups`` (as ``saliency_maps`` runs it) and captum's, both with
-``--ig_batch`` images per model call (captum's ``internal_batch_size``). Prints images per second, our speed-up, LRP time / forward
-time, and the largest difference between our and the peer's maps relative to max |R|.
+``--ig_batch`` images per model call (captum's ``internal_batch_size``). Prints images per
+second, our speed-up, LRP time / forward time, and the largest difference between our and the
+peer's maps relative to max |R|.
 Needs the test requirements (torch, zennit, captum). Results: docs/benchmarks.md.
 """
 

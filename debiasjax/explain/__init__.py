@@ -18,7 +18,8 @@ from debiasjax.explain.rules import (COMPOSITES, AlphaBeta, Composite, Epsilon, 
                                      ZBox, ZPlus, epsilon_alpha2_beta1, epsilon_alpha2_beta1_flat,
                                      epsilon_gamma_box, epsilon_plus, epsilon_plus_flat, lrp_zero)
 
-__all__ = ["lrp", "saliency_maps", "figures", "folded_forward", "integrated_gradients", "integrated_gradients_in_groups", "gradient", "gradient_x_input",
-           "smoothgrad", "quadrature", "rules", "Composite", "Epsilon", "ZPlus", "AlphaBeta", "Gamma",
-           "Flat", "WSquare", "ZBox", "COMPOSITES", "lrp_zero", "epsilon_plus", "epsilon_plus_flat",
+__all__ = ["lrp", "saliency_maps", "figures", "folded_forward", "integrated_gradients",
+           "integrated_gradients_in_groups", "gradient", "gradient_x_input", "smoothgrad",
+           "quadrature", "rules", "Composite", "Epsilon", "ZPlus", "AlphaBeta", "Gamma", "Flat",
+           "WSquare", "ZBox", "COMPOSITES", "lrp_zero", "epsilon_plus", "epsilon_plus_flat",
            "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon_gamma_box"]
