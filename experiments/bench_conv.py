@@ -1,11 +1,13 @@
-r"""Benchmark: our small-map convolution path against XLA's own convolution, in the same run.
+r"""Benchmark: our convolution and max-pool paths against XLA's own operations, in the same run.
 
-  python -m experiments.bench_conv                       # about 2 minutes on 2 CPU cores
+  python -m experiments.bench_conv                       # about 3 minutes on 2 CPU cores
 
 1. Each conv of ResNet-18's stage 4 on 64x64 inputs (batch 64, forward + both gradients).
 2. A full ResNet-18 training step (64x64, batch 64) built with our conv vs XLA's conv.
 3. The same training step dispatched from Python vs inside a rolled ``lax.scan``: why
    ``debiasjax.train.fit`` runs convolutional models one step per call on CPU.
+4. The ResNet stem's input gradients (what LRP and IG need): the 7x7/2 convolution's and the
+   3x3/2 max-pool's, XLA's own against ``models.layers``.
 
 Prints milliseconds and the ratio (XLA / ours). Results are recorded in docs/benchmarks.md.
 """
@@ -103,12 +105,39 @@ def loop_table(batch: int) -> None:
         "gradients in while loops)")
 
 
+def stem_table(batch: int) -> None:
+  from debiasjax.models import layers
+  print("\n4. ResNet-18 stem, gradient with respect to the input, ms")
+  print(f"{'op':40s} {'XLA':>9s} {'ours':>9s} {'ratio':>7s}")
+  dn = ("NHWC", "HWIO", "NHWC")
+  rng = np.random.default_rng(0)
+  pool_pad = ((1, 1), (1, 1))
+  for side in (64, 128):
+    x = jnp.asarray(rng.uniform(size=(batch, side, side, 3)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(7, 7, 3, 64)) * 0.1, jnp.float32)
+    a = jnp.asarray(rng.uniform(size=(batch, side // 2, side // 2, 64)), jnp.float32)
+    cases = [(f"7x7/2 conv, {side}x{side}x3 -> {side // 2}x{side // 2}x64", x,
+              [lambda x, w, conv=conv: conv(x, w, (2, 2), ((3, 3), (3, 3)), dimension_numbers=dn)
+               for conv in (jax.lax.conv_general_dilated, layers.conv_general_dilated)]),
+             (f"3x3/2 max-pool, {side // 2}x{side // 2}x64", a,
+              [lambda a, w: jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 3, 3, 1),
+                                                  (1, 2, 2, 1), ((0, 0), *pool_pad, (0, 0))),
+               lambda a, w: layers.max_pool(a, (3, 3), (2, 2), pool_pad)])]
+    for name, inputs, (theirs, ours) in cases:
+      g = jnp.ones_like(ours(inputs, w))
+      # inputs, weights and output gradient are arguments, so XLA cannot fold them as constants
+      res = [timed(jax.jit(lambda v, w, g, f=f: jax.vjp(lambda v: f(v, w), v)[1](g)[0]),
+                   inputs, w, g) for f in (theirs, ours)]
+      print(f"{name:40s} {res[0]:9.1f} {res[1]:9.1f} {res[0] / res[1]:6.1f}x")
+
+
 def main(argv):
   del argv
   print(f"jax {jax.__version__}, {jax.devices()[0].platform}, batch {FLAGS.batch}")
   conv_table(FLAGS.batch)
   step_table(FLAGS.batch)
   loop_table(FLAGS.batch)
+  stem_table(FLAGS.batch)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ sees an ordinary convolution.
 Strided convolutions of few input channels (a ResNet stem: 7x7/2 on RGB) keep XLA's forward
 and weight gradient, but take their input gradient through the space-to-depth input: the
 ``s x s`` blocks of the input become channels, the convolution becomes a stride-1 one of
-``ceil(k / s)`` taps, and its input gradient is a plain convolution (24 against 48 ms for the
-stem at 64x64, 86 against 202 ms at 128x128, batch 64), where XLA's is a slow dilated one.
+``ceil(k / s)`` taps, and its input gradient is a plain convolution (24 against 49 ms for the
+stem at 64x64, 87 against 195 ms at 128x128, batch 64), where XLA's is a slow dilated one.
 
 ``max_pool`` is ``flax.linen.max_pool`` with a hand-written gradient: XLA's ``select_and_scatter``
-takes 81 ms for the ResNet stem's 3x3/2 pool (batch 64, 32x32x64 maps, 2 cores) where a sum of
-``kh * kw`` masked, padded copies of the output gradient takes a few milliseconds. Both route
+takes 77 ms for the ResNet stem's 3x3/2 pool (batch 64, 32x32x64 maps, 2 cores) where a sum of
+``kh * kw`` masked, padded copies of the output gradient takes 18 ms. Both route
 each window's gradient to its first maximal element in row-major order, and sum in the same order:
 the results are equal bit for bit.
 """
