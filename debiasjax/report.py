@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import statistics
 import tempfile
 from typing import Optional, Sequence
 
@@ -100,6 +101,91 @@ def results_csv(rows: Sequence[dict]) -> str:
   for r in rows:
     writer.writerow({k: r.get(k) for k in keys})
   return buf.getvalue()
+
+
+NO_CHANGE = 1e-6   # changes this small are float noise (e.g. a constant shift's saliency)
+# The way a change is an improvement: +1 higher is better, -1 lower is better (fairness gaps, and
+# relevance on the protected attribute's region); ADR is the decrease of that relevance.
+BETTER = {"accuracy": 1, "balanced_accuracy": 1, "demographic_parity": -1, "equalized_odds": -1,
+          "equal_opportunity": -1, "average_odds": -1, "rrf": -1, "hrf": -1, "mrr": -1, "adr": 1}
+
+
+def seed_summary(runs: Sequence[Sequence[dict]], keys: Sequence[str], *,
+                 baseline: str = "Vanilla") -> list[dict]:
+  """How a results table varies over seeds: per method and metric the mean and sample standard
+  deviation over the seeds, the same of the change against ``baseline`` in each seed, and in how
+  many seeds that change is an improvement (:data:`BETTER`, beyond :data:`NO_CHANGE`); boolean
+  metrics (e.g. RDDT's verdict) count the seeds where they hold.
+
+  Args:
+    runs: the result rows of each seed, every seed with the same methods (``baseline`` among them).
+    keys: metrics to summarise; a method without a value for a key (None) leaves it out.
+
+  Returns:
+    One dict per method, in the first seed's order: ``{"method", "seeds", key: {...}}`` with
+    ``mean, sd, change_mean, change_sd, better`` for numbers and ``{"true": count}`` for booleans.
+    A metric the baseline lacks is itself a change against it (ADR): no ``change_*``, and
+    ``better`` counts the seeds where its value is an improvement.
+  """
+  if len(runs) < 2:
+    raise ValueError(f"runs: expected the rows of at least 2 seeds, got {len(runs)}")
+  methods = [r["method"] for r in runs[0]]
+  if baseline not in methods:
+    raise ValueError(f"baseline: {baseline!r} is not among the methods {methods}")
+  for i, rows in enumerate(runs):
+    if [r["method"] for r in rows] != methods:
+      raise ValueError(f"runs: every seed needs the same methods in the same order; seed {i} has "
+                       f"{[r['method'] for r in rows]}, seed 0 {methods}")
+  by_method = [{r["method"]: r for r in rows} for rows in runs]
+  mean_sd = lambda v: (statistics.mean(v), statistics.stdev(v))
+  summary = []
+  for method in methods:
+    entry = {"method": method, "seeds": len(runs)}
+    for key in keys:
+      values = [seed[method].get(key) for seed in by_method]
+      if any(v is None for v in values):
+        continue
+      if all(isinstance(v, bool) for v in values):
+        entry[key] = {"true": sum(values)}
+        continue
+      mean, sd = mean_sd(values)
+      entry[key] = {"mean": mean, "sd": sd}
+      if method == baseline:
+        continue
+      sign = BETTER.get(key, 1)
+      if all(seed[baseline].get(key) is not None for seed in by_method):
+        changes = [v - seed[baseline][key] for v, seed in zip(values, by_method)]
+        change_mean, change_sd = mean_sd(changes)
+        entry[key].update(change_mean=change_mean, change_sd=change_sd)
+      else:                       # a metric that is itself a change against the baseline (ADR)
+        changes = values
+      entry[key]["better"] = sum(sign * c > NO_CHANGE for c in changes)
+    summary.append(entry)
+  return summary
+
+
+def seed_table(summary: Sequence[dict], keys: Sequence[str], headers: Sequence[str]) -> str:
+  """Markdown of :func:`seed_summary`: ``mean ± sd``, then ``(change ± sd, k/n improved)``; a
+  boolean metric as ``k/n`` (seeds where it holds)."""
+  cells = []
+  for entry in summary:
+    line = [entry["method"]]
+    for key in keys:
+      s = entry.get(key)
+      if s is None:
+        line.append("-")
+      elif "true" in s:
+        line.append(f"{s['true']}/{entry['seeds']}")
+      else:
+        cell = f"{s['mean']:.3f} ± {s['sd']:.3f}"
+        if "change_mean" in s:
+          cell += (f" ({s['change_mean']:+.3f} ± {s['change_sd']:.3f}, "
+                   f"{s['better']}/{entry['seeds']})")
+        elif "better" in s:
+          cell += f" ({s['better']}/{entry['seeds']})"
+        line.append(cell)
+    cells.append(line)
+  return markdown_table(["Method", *headers], cells)
 
 
 def _split_section(info: dict) -> str:

@@ -273,15 +273,18 @@ def train_vanilla(config: dict, bench, model):
   return train.variables_of(state), cache
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)   # orbax logs every checkpoint step at INFO
-  try:
-    run()
-  except (ValueError, FileNotFoundError, FileExistsError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+def cli(run_fn):
+  """An ``app.run`` main that calls ``run_fn()`` and turns bad input into one line on stderr."""
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)   # orbax logs every checkpoint step at INFO
+    try:
+      run_fn()
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
+  return main
 
 
 def equalized_odds_notes(rows, result, bench) -> list:
@@ -347,13 +350,12 @@ SALIENCY_COLUMNS = (("rrf", "RRF"), ("hrf", "HRF"), ("mrr", "MRR"), ("adr", "ADR
                     ("rddt", "RDDT"))
 
 
-def saliency_section(config, bench, model, variables, rows, states, run_dir):
-  """Saliency of every row's network on the protected accessory's ROI: the report section, its
-  table (markdown), the summaries, and the two figures."""
+def saliency_summaries(config, bench, model, variables, rows, states):
+  """Saliency maps of every row's network on the first ``n_explain`` test images and their
+  metrics on the protected accessory's ROI: ``(test, maps_by_row, summaries)``."""
   from debiasjax import explain
   from debiasjax.data.dataset import roi_mask
   from debiasjax.metrics import saliency as sal
-  from debiasjax.report import markdown_table
 
   test = bench.test.take(slice(0, config["n_explain"]))
   height, width = test.x.shape[1:3]
@@ -369,9 +371,18 @@ def saliency_section(config, bench, model, variables, rows, states, run_dir):
     maps_by_row[r["method"]] = (
         explain_maps(getattr(state, "model", model), state.variables)
         if hasattr(state, "variables") else maps)
-  summaries = {}
-  for label, m in maps_by_row.items():
-    summaries[label] = sal.saliency_summary(m, mask, vanilla=None if label == "Vanilla" else maps)
+  summaries = {label: sal.saliency_summary(m, mask, vanilla=None if label == "Vanilla" else maps)
+               for label, m in maps_by_row.items()}
+  return test, maps_by_row, summaries
+
+
+def saliency_section(config, bench, model, variables, rows, states, run_dir):
+  """Saliency of every row's network on the protected accessory's ROI: the report section, its
+  table (markdown), the summaries, and the two figures."""
+  from debiasjax import explain
+  from debiasjax.report import markdown_table
+
+  test, maps_by_row, summaries = saliency_summaries(config, bench, model, variables, rows, states)
   cells = []
   for label, s in summaries.items():
     cell = [label, f"{s['rrf']:.3f}", f"{s['hrf']:.3f}", f"{s['mrr']:.2f}"]
@@ -399,34 +410,15 @@ def saliency_section(config, bench, model, variables, rows, states, run_dir):
        for labels in distinct.values()}, test.group, test.y, test.roi,
       os.path.join(run_dir, "saliency.png"), images=test.x, group_names=names,
       target_names=("not " + bench.info.get("target", "T"), bench.info.get("target", "T")))
-  explain.figures.heatmap_grid(test.x, maps, test.roi, os.path.join(run_dir, "heatmaps.png"),
+  explain.figures.heatmap_grid(test.x, maps_by_row["Vanilla"], test.roi,
+                               os.path.join(run_dir, "heatmaps.png"),
                                titles=[f"{names[g]}, y={t}" for g, t in zip(test.group, test.y)])
   return ("Saliency on the protected accessory's region", body), table, summaries
 
 
-def run():
-  from debiasjax import report
-  from debiasjax.debias import debias
-
-  config = resolve_config()
-  command = "python -m experiments.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-  stamp = time.strftime("%Y%m%d-%H%M%S")
-  run_dir = FLAGS.run_dir or os.path.join("runs", f"{stamp}-{config['data']}-{config['model']}")
-  report.check_run_dir(run_dir, overwrite=FLAGS.overwrite)
-  timings = {}
-
-  start = time.time()
-  bench = load_benchmark(config)
-  timings["data_s"] = time.time() - start
-  log(f"data: {bench.info['name']} train {len(bench.train)} / debias {len(bench.debias)} / "
-      f"test {len(bench.test)} ({timings['data_s']:.1f}s)")
-
-  model = build_model(config)
-  start = time.time()
-  variables, cache = train_vanilla(config, bench, model)
-  timings["train_s"] = time.time() - start
-
-  start = time.time()
+def method_specs(config: dict) -> list[dict]:
+  """The ``debias()`` method list of ``config["methods"]``: the presets with the data kind's
+  layer and search settings."""
   kind = "images" if config["data"] in IMAGE_DATA else "tables"
   methods = []
   for m in config["methods"]:
@@ -439,9 +431,41 @@ def run():
       if config["objective"] == "v1":
         kwargs.pop("margin")
     methods.append({"method": name, "label": label, **kwargs})
-  result = debias(model, variables, bench, methods=methods, pareto_metric=config["pareto_metric"])
-  rows = result.rows
+  return methods
+
+
+def train_and_debias(config: dict):
+  """Data, the vanilla model (trained or cached) and every method evaluated on the test split:
+  ``(bench, model, variables, cache, result, timings)``."""
+  from debiasjax.debias import debias
+
+  timings = {}
+  start = time.time()
+  bench = load_benchmark(config)
+  timings["data_s"] = time.time() - start
+  log(f"data: {bench.info['name']} train {len(bench.train)} / debias {len(bench.debias)} / "
+      f"test {len(bench.test)} ({timings['data_s']:.1f}s)")
+  model = build_model(config)
+  start = time.time()
+  variables, cache = train_vanilla(config, bench, model)
+  timings["train_s"] = time.time() - start
+  start = time.time()
+  result = debias(model, variables, bench, methods=method_specs(config),
+                  pareto_metric=config["pareto_metric"])
   timings["debias_and_evaluate_s"] = time.time() - start
+  return bench, model, variables, cache, result, timings
+
+
+def run():
+  from debiasjax import report
+
+  config = resolve_config()
+  command = "python -m experiments.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  run_dir = FLAGS.run_dir or os.path.join("runs", f"{stamp}-{config['data']}-{config['model']}")
+  report.check_run_dir(run_dir, overwrite=FLAGS.overwrite)
+  bench, model, variables, cache, result, timings = train_and_debias(config)
+  rows = result.rows
 
   log("\nTest split (" + ("balanced over the four cells" if config["phi"] is not None else
                           "random 20%") + "); changes against Vanilla in brackets:\n")
@@ -466,6 +490,5 @@ def run():
   written = [f for f in report.OUTPUTS if os.path.exists(os.path.join(run_dir, f))]
   log(f"\nwrote {', '.join(written)} to {run_dir}")
 
-
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli(run))

@@ -91,3 +91,43 @@ def test_format_table_shows_deltas():
            "equalized_odds": 0.05, "equal_opportunity": 0.02}]
   text = report.format_table(rows)
   assert "0.900 (+0.400)" in text and "0.050 (-0.650)" in text
+
+
+def _rows(vanilla_ba, method_ba, adr, rddt):
+  return [{"method": "Vanilla", "balanced_accuracy": vanilla_ba, "equalized_odds": 0.4},
+          {"method": "M", "balanced_accuracy": method_ba, "equalized_odds": 0.1, "adr": adr,
+           "rddt": rddt}]
+
+
+def test_seed_summary_means_changes_and_improvement_counts():
+  runs = [_rows(0.70, 0.75, 0.01, True), _rows(0.72, 0.71, -0.02, False),
+          _rows(0.74, 0.80, 1e-9, True)]
+  summary = report.seed_summary(runs, ["balanced_accuracy", "equalized_odds", "adr", "rddt"])
+  vanilla, m = summary
+  assert vanilla["method"] == "Vanilla" and vanilla["seeds"] == 3
+  assert vanilla["balanced_accuracy"] == pytest.approx({"mean": 0.72, "sd": 0.02})
+  assert "adr" not in vanilla and "rddt" not in vanilla            # Vanilla has neither
+  ba = m["balanced_accuracy"]
+  changes = [0.05, -0.01, 0.06]
+  assert ba["mean"] == pytest.approx(np.mean([0.75, 0.71, 0.80]))
+  assert ba["change_mean"] == pytest.approx(np.mean(changes))
+  assert ba["change_sd"] == pytest.approx(np.std(changes, ddof=1))
+  assert ba["better"] == 2
+  assert m["equalized_odds"]["better"] == 3                         # a gap: lower is better
+  assert m["equalized_odds"]["change_sd"] == pytest.approx(0)
+  # ADR is itself a change against Vanilla: counted where it is > 0 beyond float noise
+  assert m["adr"]["better"] == 1 and "change_mean" not in m["adr"]
+  assert m["rddt"] == {"true": 2}
+  table = report.seed_table(summary, ["balanced_accuracy", "adr", "rddt"], ["BA", "ADR", "RDDT"])
+  assert "| Vanilla | 0.720 ± 0.020 | - | - |" in table
+  assert "| M | 0.753 ± 0.045 (+0.033 ± 0.038, 2/3) | -0.003 ± 0.015 (1/3) | 2/3 |" in table
+
+
+@pytest.mark.parametrize("runs, baseline, message", [
+    ([_rows(0.7, 0.7, 0, True)], "Vanilla", "at least 2 seeds"),
+    ([_rows(0.7, 0.7, 0, True), _rows(0.7, 0.7, 0, True)[::-1]], "Vanilla", "same methods"),
+    ([_rows(0.7, 0.7, 0, True)] * 2, "Base", "'Base' is not among"),
+])
+def test_seed_summary_rejects_mismatched_runs(runs, baseline, message):
+  with pytest.raises(ValueError, match=message):
+    report.seed_summary(runs, ["balanced_accuracy"], baseline=baseline)

@@ -154,8 +154,9 @@ def render_faces(target, protected, *, seed: int = 0, image_size: int = 64,
     raise ValueError(f"accessory: expected one of {ACCESSORIES}, got {accessory!r}")
   if not isinstance(image_size, (int, np.integer)) or image_size < 16:
     raise ValueError(f"image_size: expected an int >= 16, got {image_size!r}")
-  if not isinstance(smile_strength, (int, float)) or not smile_strength > 0:
-    raise ValueError(f"smile_strength: expected a positive number, got {smile_strength!r}")
+  if isinstance(smile_strength, bool) or not isinstance(smile_strength, (int, float, np.number)) \
+      or not 0 < smile_strength < np.inf:
+    raise ValueError(f"smile_strength: expected a positive finite number, got {smile_strength!r}")
   rng = np.random.default_rng(seed)
   params = _draw_params(rng, t, smile_strength)
   images = np.empty((t.size, image_size, image_size, 3), np.float32)

@@ -151,10 +151,20 @@ def test_faces_benchmark_protocol():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(accessory="scarf"), "accessory: expected one of"),
     (dict(image_size=8), "image_size: expected an int >= 16"),
+    (dict(smile_strength=0), "smile_strength: expected a positive finite number, got 0"),
+    (dict(smile_strength=True), "smile_strength: .* got True"),
+    (dict(smile_strength=float("inf")), "smile_strength: .* got inf"),
+    (dict(smile_strength="2"), "smile_strength: .* got '2'"),
 ])
 def test_render_bad_input(kwargs, message):
   with pytest.raises(ValueError, match=message):
     data.render_faces([0, 1], [1, 0], **kwargs)
+
+
+def test_render_takes_numpy_numbers():
+  plain = data.render_faces([0, 1], [1, 0], image_size=16, smile_strength=1.5)
+  numpy = data.render_faces([0, 1], [1, 0], image_size=16, smile_strength=np.float32(1.5))
+  np.testing.assert_array_equal(plain[0], numpy[0])
 
 
 def test_faces_debias_phi_leaves_the_train_split_alone():

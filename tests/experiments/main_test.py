@@ -10,8 +10,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_main(*args, cwd):
-  return subprocess.run([sys.executable, "-m", "experiments.main", *args], cwd=cwd,
+def run_main(*args, cwd, module="experiments.main"):
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
                         env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
                         timeout=600)
 
@@ -64,6 +64,38 @@ def test_main_on_census(tmp_path):
   rows = json.loads((tmp_path / "r" / "results.json").read_text())["results"]
   assert rows[0]["accuracy"] > 0.6 and rows[0]["statistical_parity_difference"] is not None
   assert [r["method"] for r in rows][1:] == ["ROC (SPD)", "EqOdds", "CalibEqOdds", "NaiveThr (EO)"]
+
+
+def test_seed_sweep_on_census(tmp_path):
+  data = ["--data=census", "--n_rows=2000", "--epochs=2", "--methods=eqodds,naive"]
+  cache = f"--cache_dir={tmp_path / 'c'}"
+  sweep = ["--seeds=3,4", *data, f"--run_dir={tmp_path / 'r'}", cache]
+  out = run_main(*sweep, cwd=ROOT, module="experiments.seeds")
+  assert out.returncode == 0, out.stderr[-3000:]
+  payload = json.loads((tmp_path / "r" / "seeds.json").read_text())
+  assert payload["seeds"] == [3, 4] and set(payload["runs"]) == {"3", "4"}
+  # each seed of the sweep is the main job with that --seed, row for row (and its cached model)
+  single = run_main("--seed=3", *data, f"--run_dir={tmp_path / 'single'}", cache, cwd=ROOT)
+  assert single.returncode == 0 and "reusing the trained model" in single.stdout
+  rows = json.loads((tmp_path / "single" / "results.json").read_text())["results"]
+  assert [(r["method"], r["balanced_accuracy"]) for r in rows] == [
+      (r["method"], r["balanced_accuracy"]) for r in payload["runs"]["3"]]
+  vanilla_ba = [payload["runs"][s][0]["balanced_accuracy"] for s in ("3", "4")]
+  assert payload["summary"][0]["balanced_accuracy"]["mean"] == pytest.approx(sum(vanilla_ba) / 2)
+  md = (tmp_path / "r" / "seeds.md").read_text()
+  assert "| Vanilla |" in md and "| EqOdds |" in md and "| NaiveThr (EO) |" in md
+  assert (tmp_path / "r" / "seeds.csv").read_text().count("\n") == 1 + 2 * 3
+  refused = run_main(*sweep, cwd=ROOT, module="experiments.seeds")
+  assert refused.returncode != 0 and "already holds seeds.md" in refused.stderr
+
+
+@pytest.mark.parametrize("seeds, message", [("1", "at least 2 distinct seeds, got [1]"),
+                                            ("1,1", "at least 2 distinct seeds"),
+                                            ("1,x", "seeds: expected integers, got '1,x'")])
+def test_seed_sweep_rejects_bad_seeds(tmp_path, seeds, message):
+  out = run_main(f"--seeds={seeds}", f"--run_dir={tmp_path / 'r'}", cwd=ROOT,
+                 module="experiments.seeds")
+  assert out.returncode == 2 and message in out.stderr and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -54,7 +54,7 @@ def fairlearn_objective(to):
   if to.constraints == "equalized_odds":
     n, pos = len(to._fit_y), to._fit_y.sum()
     x, y_min = to._x_grid, np.asarray(to._y_min)
-    tp, fp, fn, tn = pos * y_min, (n - pos) * x, pos * (1 - y_min), (n - pos) * (1 - x)
+    tp, tn = pos * y_min, (n - pos) * (1 - x)
     if to.objective == "accuracy_score":
       return (tp + tn) / n
     return 0.5 * tp / pos + 0.5 * tn / (n - pos)
