@@ -75,7 +75,7 @@ def run():
   from debiasjax import report
 
   seeds = parse_seeds(FLAGS.seeds)
-  config = job.resolve_config()
+  config = {k: v for k, v in job.resolve_config().items() if k != "seed"}   # --seeds replaces it
   command = "python -m experiments.seeds " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   stamp = time.strftime("%Y%m%d-%H%M%S")
   run_dir = FLAGS.run_dir or os.path.join("runs",
@@ -101,7 +101,7 @@ def run():
       "down; ADR > 0, relevance left the region). RDDT: seeds in which relevance in the region "
       "fell significantly (one-sided t-test, p < 0.01).", "",
       table, "", "## Configuration", "", "```json",
-      json.dumps({**config, "seeds": seeds}, indent=2, sort_keys=True), "```", ""])
+      json.dumps(config, indent=2, sort_keys=True), "```", ""])
   report.atomic_write(os.path.join(run_dir, "seeds.md"), body)
   report.atomic_write(os.path.join(run_dir, "seeds.json"), json.dumps(
       {"command": command, "config": config, "seeds": seeds, "summary": summary,

@@ -74,6 +74,7 @@ def test_seed_sweep_on_census(tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   payload = json.loads((tmp_path / "r" / "seeds.json").read_text())
   assert payload["seeds"] == [3, 4] and set(payload["runs"]) == {"3", "4"}
+  assert "seed" not in payload["config"]                  # --seeds replaces the main job's --seed
   # each seed of the sweep is the main job with that --seed, row for row (and its cached model)
   single = run_main("--seed=3", *data, f"--run_dir={tmp_path / 'single'}", cache, cwd=ROOT)
   assert single.returncode == 0 and "reusing the trained model" in single.stdout
