@@ -154,7 +154,8 @@ def render_faces(target, protected, *, seed: int = 0, image_size: int = 64,
     raise ValueError(f"accessory: expected one of {ACCESSORIES}, got {accessory!r}")
   if not isinstance(image_size, (int, np.integer)) or image_size < 16:
     raise ValueError(f"image_size: expected an int >= 16, got {image_size!r}")
-  if isinstance(smile_strength, bool) or not isinstance(smile_strength, (int, float, np.number)) \
+  if isinstance(smile_strength, bool) \
+      or not isinstance(smile_strength, (int, float, np.floating, np.integer)) \
       or not 0 < smile_strength < np.inf:
     raise ValueError(f"smile_strength: expected a positive finite number, got {smile_strength!r}")
   rng = np.random.default_rng(seed)

@@ -125,10 +125,12 @@ def _strided_conv_fwd(lhs, rhs, strides, pads, precision):
 
 
 def _strided_conv_bwd(strides, pads, precision, residuals, g):
-  """XLA's weight gradient; the input gradient through the space-to-depth form."""
+  """XLA's weight gradient; the input gradient through the space-to-depth form. Both maps are
+  linear, so their transposes apply ``g`` without computing a forward pass."""
   lhs, rhs = residuals
-  d_lhs = jax.vjp(lambda a: _space_to_depth_conv(a, rhs, strides, pads, precision), lhs)[1](g)[0]
-  d_rhs = jax.vjp(lambda b: _xla_conv(lhs, b, strides, pads, precision), rhs)[1](g)[0]
+  d_lhs, = jax.linear_transpose(lambda a: _space_to_depth_conv(a, rhs, strides, pads, precision),
+                                lhs)(g)
+  d_rhs, = jax.linear_transpose(lambda b: _xla_conv(lhs, b, strides, pads, precision), rhs)(g)
   return d_lhs, d_rhs
 
 
