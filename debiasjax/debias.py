@@ -1,118 +1,86 @@
 """One call that debiases a trained model with several methods and evaluates them alike.
 
-:func:`debias` fits every requested method on the benchmark's *debias* split and evaluates the
-result, and the untouched model, on the *test* split with the same metrics. Post-processors are
-evaluated by their expected decisions (``probability``), so randomised rules are measured
-without sampling noise; weight-changing methods (random perturbation, layer-wise optimisation,
-adversarial fine-tuning, Zhang et al., plain fine-tuning) by their new weights' scores at the
-threshold they chose. The result has one row per method and the Pareto front over a
-performance metric (higher is better) and a fairness gap (lower is better).
+:func:`debias` takes built methods -- any of the four families -- fits each on the benchmark's
+*debias* split and evaluates the result, and the untouched model, on the *test* split with the
+same metrics. Every method becomes one :class:`Debiased`: the network to score
+(``apply_fn``, ``variables``) and the decision rule on its scores (``decide``):
+
+* a :class:`~debiasjax.methods.PostProcessor` keeps the network and decides with its fitted
+  rule, evaluated by its expected decisions (``probability``), so randomised rules are
+  measured without sampling noise;
+* an :class:`~debiasjax.methods.Eraser` (or one placed with :func:`~debiasjax.methods.at_layer`)
+  is fitted on the activations of its layer (default: the penultimate layer) with the
+  protected attribute as the concept, and compiled into the network; threshold 0.5;
+* a :class:`~debiasjax.methods.Search` finds new weights and their threshold;
+* a :class:`~debiasjax.methods.FineTuning` recipe trains new weights with
+  :func:`debiasjax.train.fit` and picks their threshold.
+
+The result has one row per method and the Pareto front over a performance metric (higher is
+better) and a fairness gap (lower is better).
 
 Example:
-  result = debias(model, variables, bench, methods=[
-      ("threshold_optimizer", {"constraint": "demographic_parity"}),
-      {"method": "threshold_optimizer", "label": "ThrOpt (EO)", "constraint": "equalized_odds"},
-      ("random_perturbation", {"bias": "statistical_parity", "num_candidates": 64}),
-      "reject_option"])
+  result = debias(model, variables, bench, methods={
+      "ThrOpt (EO)": dj.methods.threshold_optimizer(constraint="equalized_odds"),
+      "LEACE": dj.methods.leace(),
+      "P-ClArC": dj.methods.at_layer("stage2", dj.methods.p_clarc(pooling="none")),
+      "Random": dj.methods.random_perturbation(num_candidates=16),
+      "RR-ClArC": dj.methods.rr_clarc(layer="stage3", lam=10.0)})
   result.rows        # [{"method": "Vanilla", "accuracy": ..., "equalized_odds": ...}, ...]
   result.pareto      # labels of the rows on the front
+  result.debiased["LEACE"].apply_fn(result.debiased["LEACE"].variables, x)   # edited logits
 """
 
 from __future__ import annotations
 
-import inspect
+import functools
 import time
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import flax.linen as nn
 import jax
 import numpy as np
 
 from debiasjax.data.dataset import Benchmark
-from debiasjax.evaluate import fairness_summary, predict_scores
-from debiasjax.methods import clarc
-from debiasjax.methods.finetuning import METHODS as WEIGHT_METHODS, TARGETS
-from debiasjax.methods.objective import SHORT as BIAS_SHORT, Objective
-from debiasjax.methods.postprocessing import METHODS as POSTPROCESSORS
+from debiasjax.evaluate import BATCH, fairness_summary, predict_scores, score_function, \
+    scores_and_activations
+from debiasjax.methods.clarc import ConceptEdit, edited_scores, fit_edit, layer_activations
+from debiasjax.methods.concepts import Eraser
+from debiasjax.methods.finetuning import FineTuning, tune
+from debiasjax.methods.postprocessing import PostProcessor
+from debiasjax.methods.search import Search
+from debiasjax.models.taps import penultimate_layer
 
-SHORT_NAMES = {"threshold_optimizer": "ThrOpt", "reject_option": "ROC", "equalized_odds": "EqOdds",
-               "calibrated_equalized_odds": "CalibEqOdds", "naive_threshold": "NaiveThr",
-               "random_perturbation": "Random", "layerwise_optimisation": "LayerwiseOpt",
-               "savani_adversarial": "Adversarial", "zhang_adversarial": "Zhang",
-               "fine_tune": "FineTune", "p_clarc": "P-ClArC", "mass_mean": "Mass-mean",
-               "leace": "LEACE", "a_clarc": "A-ClArC", "rr_clarc": "RR-ClArC"}
-# Keyword arguments of a weight method that build its Objective (the rest go to the method).
-OBJECTIVE_FIELDS = ("version", "bias", "lam", "epsilon", "margin")
-# Arguments debias() supplies itself.
-_SUPPLIED = ("score_fn", "model", "variables", "data", "key", "objective", "num_groups")
-_ABBREVIATIONS = {"demographic_parity": "DP", "equalized_odds": "EO",
-                  "true_positive_rate_parity": "TPR", "false_positive_rate_parity": "FPR",
-                  "true_negative_rate_parity": "TNR", "false_negative_rate_parity": "FNR",
-                  "statistical_parity": "SPD", "average_odds": "AOD", "equal_opportunity": "EOpp"}
-MethodSpec = Union[str, tuple, dict]
+Method = Union[PostProcessor, Eraser, ConceptEdit, Search, FineTuning]
+GAPS = ("demographic_parity", "equalized_odds", "equal_opportunity", "average_odds")
 
 
-class Method(NamedTuple):
-  """A resolved method: registry name, row label and keyword arguments of its factory."""
-  name: str
-  label: str
-  kwargs: dict
+class Debiased(NamedTuple):
+  """A debiased model: ``apply_fn(variables, x) -> logits`` (the edited network for erasers),
+  ``decide(scores, groups) -> P(y_hat = 1)`` on its P(y = 1), and the fitted method's
+  ``state`` (a post-processor's or eraser's state, or a
+  :class:`~debiasjax.methods.WeightResult`)."""
+  apply_fn: Callable[[Any, Any], Any]
+  variables: Any
+  decide: Callable[[Any, Any], Any]
+  state: Any = None
 
 
 class DebiasResult(NamedTuple):
   rows: list              # one dict per method (Vanilla first): metrics, "seconds", "pareto"
   pareto: list            # labels of the rows on the Pareto front
-  states: dict            # label -> fitted state
-  scores: dict            # "debias" / "test" -> the model's P(y = 1)
+  debiased: dict          # label -> Debiased
+  scores: dict            # "debias" / "test" -> the vanilla model's P(y = 1)
 
 
-def default_label(name: str, kwargs: dict) -> str:
-  """E.g. ``ThrOpt (EO, flip)`` for threshold_optimizer(constraint="equalized_odds", flip=True)."""
-  parts = [_ABBREVIATIONS.get(str(v), str(v)) for k, v in kwargs.items()
-           if k in ("constraint", "metric", "cost_constraint")]
-  parts += [BIAS_SHORT.get(str(v), str(v)) for k, v in kwargs.items() if k == "bias"]
-  parts += [str(v) for k, v in kwargs.items() if k == "version"]
-  parts += [k for k, v in kwargs.items() if v is True]
-  return SHORT_NAMES.get(name, name) + (f" ({', '.join(parts)})" if parts else "")
+def threshold_rule(threshold) -> Callable[[Any, Any], Any]:
+  """``decide`` of a plain threshold: ``scores > threshold`` for every group."""
+  t = float(threshold)
 
+  def decide(scores, groups):
+    del groups
+    return (np.asarray(scores) > t).astype(np.float32)
 
-def resolve_methods(methods: Sequence[MethodSpec]) -> list[Method]:
-  """Validates method specs: ``"name"``, ``("name", kwargs)`` or ``{"method": name,
-  "label": ..., **kwargs}``. Unknown names or arguments raise ``ValueError`` listing what exists."""
-  resolved = []
-  for spec in methods:
-    if isinstance(spec, str):
-      name, kwargs, label = spec, {}, None
-    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict):
-      name, kwargs, label = spec[0], dict(spec[1]), None
-    elif isinstance(spec, dict) and "method" in spec:
-      kwargs = {k: v for k, v in spec.items() if k not in ("method", "label")}
-      name, label = spec["method"], spec.get("label")
-    else:
-      raise ValueError(f"methods: expected 'name', ('name', kwargs) or {{'method': name, ...}}, "
-                       f"got {spec!r}")
-    if name not in POSTPROCESSORS and name not in WEIGHT_METHODS and name not in clarc.METHODS:
-      available = sorted(POSTPROCESSORS) + sorted(WEIGHT_METHODS) + sorted(clarc.METHODS)
-      raise ValueError(f"methods: unknown method {name!r}; available: {', '.join(available)}")
-    accepted = _accepted_arguments(name)
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-      raise ValueError(f"methods: {name} has no argument(s) {unknown}; it accepts "
-                       f"{', '.join(sorted(accepted))}")
-    resolved.append(Method(name, label or default_label(name, kwargs), kwargs))
-  labels = [m.label for m in resolved]
-  if len(set(labels)) != len(labels) or "Vanilla" in labels:
-    raise ValueError(f"methods: labels must be unique and not 'Vanilla', got {labels}")
-  return resolved
-
-
-def _accepted_arguments(name: str) -> set:
-  if name in POSTPROCESSORS:
-    return set(inspect.signature(POSTPROCESSORS[name]).parameters)
-  if name in clarc.METHODS:
-    return set(inspect.signature(clarc.TARGETS[name]).parameters) - set(_SUPPLIED) - {"split"} | {"seed"}
-  params = set(inspect.signature(TARGETS[name]).parameters) - set(_SUPPLIED)
-  return params | set(OBJECTIVE_FIELDS) | {"seed"}
+  return decide
 
 
 def pareto_front(rows: Sequence[dict], *, performance: str = "balanced_accuracy",
@@ -127,93 +95,164 @@ def pareto_front(rows: Sequence[dict], *, performance: str = "balanced_accuracy"
   return front
 
 
-def _fit_weight_method(m: Method, model: nn.Module, variables, benchmark: Benchmark,
-                       privileged: Optional[int], num_groups: int, seed: int):
-  """Runs a weight-changing method; returns its SearchResult."""
-  kwargs = dict(m.kwargs)
-  fields = {k: kwargs.pop(k) for k in OBJECTIVE_FIELDS if k in kwargs}
-  objective = Objective(**fields, privileged=1 if privileged is None else privileged)
-  key = jax.random.key(kwargs.pop("seed", seed))
-  return WEIGHT_METHODS[m.name](model, variables, benchmark.debias, key=key,
-                                objective=objective, num_groups=num_groups, **kwargs)
+class _Setting(NamedTuple):
+  """What every adapter reads; ``activations(layer)`` gives a layer's outputs on the debias and
+  test splits, computed once and shared by every eraser at that layer."""
+  model: Any
+  apply_fn: Callable
+  variables: Any
+  benchmark: Benchmark
+  scores: dict
+  privileged: Optional[int]
+  num_groups: int
+  key: jax.Array
+  activations: Callable[[str], dict]
+
+
+Fitted = tuple  # (Debiased, its P(y = 1) on the test split when the adapter has them, or None)
+
+
+def _post_processor(method: PostProcessor, s: _Setting) -> Fitted:
+  d = s.benchmark.debias
+  state = method.fit(s.scores["debias"], d.y, d.group, privileged=s.privileged)
+  return (Debiased(s.apply_fn, s.variables, functools.partial(method.probability, state), state),
+          s.scores["test"])
+
+
+def _edit(method: ConceptEdit, s: _Setting) -> Fitted:
+  debias_split, test = s.benchmark.debias, s.benchmark.test
+  layer = method.layer or penultimate_layer(s.model, s.variables, debias_split.x[:1])
+  acts = s.activations(layer)
+  edited, state = fit_edit(method._replace(layer=layer), s.model, s.variables, debias_split,
+                           activations=acts["debias"])
+  test_scores = edited_scores(s.model, s.variables, layer, method.eraser.apply, state, test.x,
+                              acts["test"])
+  return Debiased(edited.apply, s.variables, threshold_rule(0.5), state), test_scores
+
+
+def _search(method: Search, s: _Setting) -> Fitted:
+  result = method.search(score_function(s.model), s.variables, s.benchmark.debias, s.key,
+                         privileged=s.privileged)
+  return Debiased(s.apply_fn, result.variables, threshold_rule(result.threshold), result), None
+
+
+def _fine_tuning(method: FineTuning, s: _Setting) -> Fitted:
+  result = tune(method, s.model, s.variables, s.benchmark.debias, key=s.key,
+                privileged=s.privileged, num_groups=s.num_groups)
+  return Debiased(s.apply_fn, result.variables, threshold_rule(result.threshold), result), None
+
+
+def fit_method(method: Method, setting: _Setting) -> Fitted:
+  """Dispatches on the method's family (the NamedTuple type): the Debiased model and, when the
+  adapter already has them, its P(y = 1) on the test split."""
+  if isinstance(method, PostProcessor):
+    return _post_processor(method, setting)
+  if isinstance(method, Eraser):
+    return _edit(ConceptEdit(method), setting)
+  if isinstance(method, ConceptEdit):
+    return _edit(method, setting)
+  if isinstance(method, Search):
+    return _search(method, setting)
+  return _fine_tuning(method, setting)
+
+
+def _check_methods(methods, is_module: bool) -> dict:
+  if not isinstance(methods, Mapping):
+    raise ValueError("methods: expected a dict {label: method} of built methods (e.g. "
+                     "{'ThrOpt (EO)': dj.methods.threshold_optimizer(constraint="
+                     f"'equalized_odds')}}), got {type(methods).__name__}")
+  families = (PostProcessor, Eraser, ConceptEdit, Search, FineTuning)
+  for label, method in methods.items():
+    if not isinstance(label, str) or not label or label == "Vanilla":
+      raise ValueError(f"methods: labels must be non-empty strings other than 'Vanilla', got "
+                       f"{label!r}")
+    if not isinstance(method, families):
+      raise ValueError(f"methods: {label!r} is a {type(method).__name__}; expected a "
+                       "PostProcessor, Eraser, ConceptEdit, Search or FineTuning (built with "
+                       "the factories of debiasjax.methods)")
+  needs_module = [label for label, m in methods.items() if not isinstance(m, PostProcessor)]
+  if needs_module and not is_module:
+    raise ValueError(f"model: {needs_module} change the weights and need the Flax module, got "
+                     "an apply function")
+  return dict(methods)
 
 
 def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
-           benchmark: Benchmark, *, methods: Sequence[MethodSpec],
+           benchmark: Benchmark, *, methods: Mapping[str, Method],
            pareto_metric: str = "equalized_odds", threshold: float = 0.5,
-           batch_size: int = 512, seed: int = 0) -> DebiasResult:
+           batch_size: int = BATCH, seed: int = 0,
+           log: Optional[Callable[[str], None]] = None) -> DebiasResult:
   """Runs ``methods`` on ``benchmark.debias`` and evaluates them and Vanilla on
   ``benchmark.test``.
 
   Args:
     model: the trained Flax module, or just its ``apply_fn(variables, x) -> logits`` when only
-      post-processors are run (weight-changing methods need the module).
+      post-processors are run (the other families change the network and need the module).
     variables: its variables.
-    benchmark: train / debias / test splits; ``info["privileged"]`` is passed to methods that
-      take a privileged group unless given.
-    methods: method specs (see :func:`resolve_methods`): post-processors
-      (:data:`debiasjax.methods.POSTPROCESSORS`) and weight-changing methods
-      (:data:`debiasjax.methods.WEIGHT_METHODS`; their Savani objective from the keyword
-      arguments ``version``, ``bias``, ``lam``, ``epsilon``, ``margin``; ``seed`` for their key)
-      and concept methods (:data:`debiasjax.methods.CONCEPT_METHODS`: ``p_clarc``,
-      ``mass_mean``, ``leace``, ``a_clarc``, ``rr_clarc``; the concept is the protected attribute).
+    benchmark: train / debias / test splits; ``info["privileged"]``, the data's privileged
+      group, replaces the methods' own for every method that distinguishes one.
+    methods: ``{label: method}``, each built by a factory of :mod:`debiasjax.methods` (see the
+      module doc); rows keep this order.
     pareto_metric: the gap of the Pareto front (``demographic_parity``, ``equalized_odds``,
       ``equal_opportunity``, ``average_odds``).
     threshold: Vanilla's decision threshold on P(y = 1).
     batch_size: rows per forward pass when scoring.
-    seed: default seed of the weight-changing methods.
-
-  ``states`` maps each method's label to its fitted state: a post-processor's state, a
-  :class:`~debiasjax.methods.search.SearchResult` with the new ``variables`` and ``threshold``,
-  or a :class:`~debiasjax.methods.clarc.ConceptResult` whose ``model`` (edited for P-ClArC,
-  mass-mean and LEACE) is what was scored.
+    seed: every method's PRNG key is ``jax.random.key(seed)``.
+    log: called with a line when a method starts and ends (e.g. ``print``); silent by default.
   """
-  resolved = resolve_methods(methods)
-  if pareto_metric not in ("demographic_parity", "equalized_odds", "equal_opportunity",
-                           "average_odds"):
-    raise ValueError(f"pareto_metric: expected a fairness gap name, got {pareto_metric!r}")
   is_module = isinstance(model, nn.Module)
-  needs_module = [m.label for m in resolved if m.name in WEIGHT_METHODS or m.name in clarc.METHODS]
-  if needs_module and not is_module:
-    raise ValueError(f"model: {needs_module} change the weights and need the Flax module, got "
-                     f"{type(model).__name__}")
+  methods = _check_methods(methods, is_module)
+  if pareto_metric not in GAPS:
+    raise ValueError(f"pareto_metric: expected one of {list(GAPS)}, got {pareto_metric!r}")
   apply_fn = model.apply if is_module else model
   privileged = benchmark.info.get("privileged")
   num_groups = int(max(benchmark.debias.group.max(), benchmark.test.group.max())) + 1
-  scores = {name: predict_scores(apply_fn, variables, split.x, batch_size=batch_size)
-            for name, split in (("debias", benchmark.debias), ("test", benchmark.test))}
   test = benchmark.test
+  splits = (("debias", benchmark.debias), ("test", test))
+  # One forward program scores every network and gives the penultimate layer's activations,
+  # which the erasers at that layer (the default) reuse.
+  cache, scores = {}, {}
+  penultimate = penultimate_layer(model, variables, test.x[:1]) if is_module else None
+  for name, split in splits:
+    if is_module:
+      scores[name], acts = scores_and_activations(model, variables, split.x, penultimate,
+                                                  batch_size=batch_size)
+      cache.setdefault(penultimate, {})[name] = acts
+    else:
+      scores[name] = predict_scores(apply_fn, variables, split.x, batch_size=batch_size)
+
+  def activations(layer: str) -> dict:
+    if layer not in cache:
+      cache[layer] = {name: layer_activations(model, variables, split.x, layer,
+                                              batch_size=batch_size) for name, split in splits}
+    return cache[layer]
+
+  def test_scores_of(d: Debiased) -> np.ndarray:
+    if d.apply_fn == apply_fn and is_module:
+      return scores_and_activations(model, d.variables, test.x, penultimate,
+                                    batch_size=batch_size)[0]
+    return predict_scores(d.apply_fn, d.variables, test.x, batch_size=batch_size)
+
   summary = lambda pred: fairness_summary(test.y, pred, test.group, privileged=privileged)
   rows = [{"method": "Vanilla", "seconds": 0.0,
            **summary((scores["test"] > threshold).astype(np.float32))}]
-  states = {}
-  for m in resolved:
+  setting = _Setting(model, apply_fn, variables, benchmark, scores, privileged, num_groups,
+                     jax.random.key(seed), activations)
+  debiased = {}
+  for i, (label, method) in enumerate(methods.items()):
+    if log is not None:
+      log(f"[{i + 1}/{len(methods)}] {label} ...")
     start = time.perf_counter()
-    if m.name in WEIGHT_METHODS or m.name in clarc.METHODS:
-      if m.name in WEIGHT_METHODS:
-        state = _fit_weight_method(m, model, variables, benchmark, privileged, num_groups, seed)
-      else:
-        kwargs = dict(m.kwargs)
-        key = jax.random.key(kwargs.pop("seed", seed))
-        state = clarc.METHODS[m.name](model, variables, benchmark.debias, key=key, **kwargs)
-      scorer = state.model.apply if hasattr(state, "model") else apply_fn
-      test_scores = predict_scores(scorer, state.variables, test.x, batch_size=batch_size)
-      probability = (test_scores > float(state.threshold)).astype(np.float32)
-    else:
-      factory = POSTPROCESSORS[m.name]
-      kwargs = dict(m.kwargs)
-      accepted = inspect.signature(factory).parameters
-      if "privileged" in accepted and "privileged" not in kwargs and privileged is not None:
-        kwargs["privileged"] = privileged
-      if "num_groups" in accepted:
-        kwargs.setdefault("num_groups", num_groups)
-      processor = factory(**kwargs)
-      state = processor.fit(scores["debias"], benchmark.debias.y, benchmark.debias.group)
-      probability = np.asarray(processor.probability(state, scores["test"], test.group))
+    d, test_scores = fit_method(method, setting)
+    if test_scores is None:
+      test_scores = test_scores_of(d)
+    probability = np.asarray(d.decide(test_scores, test.group), np.float32)
     seconds = time.perf_counter() - start
-    states[m.label] = state
-    rows.append({"method": m.label, "seconds": seconds, **summary(probability)})
+    debiased[label] = d
+    rows.append({"method": label, "seconds": seconds, **summary(probability)})
+    if log is not None:
+      log(f"[{i + 1}/{len(methods)}] {label}: {seconds:.1f}s")
   front = pareto_front(rows, gap=pareto_metric)
   for r in rows:
     r["pareto"] = r["method"] in front
-  return DebiasResult(rows, front, states, scores)
+  return DebiasResult(rows, front, debiased, scores)

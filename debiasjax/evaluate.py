@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from debiasjax import metrics as M
+from debiasjax import _checks
+from debiasjax.metrics import confusion as C
 
 
 def positive_probability(logits: jax.Array) -> jax.Array:
@@ -28,10 +29,14 @@ def score_function(model) -> Callable[[Any, jax.Array], jax.Array]:
   return lambda variables, x: positive_probability(model.apply(variables, x))
 
 
-def map_batches(fn: Callable[[Any, jax.Array], jax.Array], variables: Any, x: np.ndarray, *,
-                batch_size: int = 512) -> np.ndarray:
+BATCH = 256   # rows per compiled forward pass, one size for every scoring and activation pass
+
+
+def map_batches(fn: Callable[[Any, jax.Array], Any], variables: Any, x: np.ndarray, *,
+                batch_size: int = BATCH):
   """``fn(variables, batch)`` over the rows of ``x`` in jitted batches of one fixed size (the
-  last one padded with zeros), so one compilation serves any N; a NumPy array."""
+  last one padded with zeros), so one compilation serves any N; NumPy arrays (a pytree of
+  them when ``fn`` returns one)."""
   n = len(x)
   if n == 0:
     raise ValueError("x: expected at least one row, got 0")
@@ -43,8 +48,9 @@ def map_batches(fn: Callable[[Any, jax.Array], jax.Array], variables: Any, x: np
     pad = size - len(xb)
     if pad:
       xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
-    out.append(np.asarray(f(variables, jnp.asarray(xb)))[:size - pad])
-  return np.concatenate(out)
+    out.append(jax.tree.map(lambda v: np.asarray(v)[:size - pad],
+                            jax.device_get(f(variables, jnp.asarray(xb)))))
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
 
 
 @functools.lru_cache(maxsize=64)
@@ -53,53 +59,87 @@ def _probability_of(apply_fn):
   return lambda variables, x: positive_probability(apply_fn(variables, x))
 
 
-def predict_scores(apply_fn: Callable[[Any, jax.Array], jax.Array], variables: Any,
-                   x: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
-  """P(y = 1) of every row of ``x`` under ``apply_fn(variables, x) -> logits``
-  (:func:`map_batches`). Raises ``ValueError`` if the model produces NaN or infinite logits.
-  """
-  scores = map_batches(_probability_of(apply_fn), variables, x, batch_size=batch_size)
+@functools.lru_cache(maxsize=64)
+def _forward_at(model, layer: str):
+  from debiasjax.models.taps import tap
+  t = tap(model, layer)
+
+  def forward(variables, x):
+    logits, acts = t.forward(variables, x)
+    return positive_probability(logits), acts
+
+  return forward
+
+
+def _check_finite(scores: np.ndarray) -> np.ndarray:
   if not np.isfinite(scores).all():
-    raise ValueError(f"model scores: {int((~np.isfinite(scores)).sum())} of {len(x)} are NaN "
-                     "or infinite; the model's parameters or inputs are not finite")
+    raise ValueError(f"model scores: {int((~np.isfinite(scores)).sum())} of {len(scores)} are "
+                     "NaN or infinite; the model's parameters or inputs are not finite")
   return scores
 
 
-def _signed(fn, *args, **kwargs) -> Optional[float]:
-  try:
-    return float(fn(*args, **kwargs))
-  except ValueError:   # a rate is undefined (e.g. a group without positives): no signed value
-    return None
+def scores_and_activations(model, variables: Any, x: np.ndarray, layer: str, *,
+                           batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+  """P(y = 1) of every row of ``x`` under the Flax ``model`` and the outputs of its module
+  ``layer``, from one pass. One compiled program per (model, layer, batch shape) serves the
+  vanilla scores, the activations the concept methods fit on, and the scores of every model
+  with new weights, so :func:`debiasjax.debias` compiles its forward pass once."""
+  scores, acts = map_batches(_forward_at(model, layer), variables, x, batch_size=batch_size)
+  return _check_finite(scores), acts
+
+
+def predict_scores(apply_fn: Callable[[Any, jax.Array], jax.Array], variables: Any,
+                   x: np.ndarray, *, batch_size: int = BATCH) -> np.ndarray:
+  """P(y = 1) of every row of ``x`` under ``apply_fn(variables, x) -> logits``
+  (:func:`map_batches`). Raises ``ValueError`` if the model produces NaN or infinite logits.
+  """
+  return _check_finite(map_batches(_probability_of(apply_fn), variables, x,
+                                   batch_size=batch_size))
+
+
+@functools.partial(jax.jit, static_argnames=("num_groups", "privileged"))
+def _summary(y, p, g, w, *, num_groups: int, privileged: Optional[int]) -> dict:
+  """Every number of :func:`fairness_summary` from one confusion table, in one program."""
+  c = C.group_confusion(y, p, g, num_groups=num_groups, sample_weight=w)
+  out = {"accuracy": C.accuracy_from_confusion(c),
+         "balanced_accuracy": C.balanced_accuracy_from_confusion(c),
+         **{gap: C.unsigned_gap(gap, c) for gap in C.UNSIGNED},
+         "rates": C.rates_from_confusion(c)}
+  if privileged is not None:
+    out["signed"] = {name: C.signed_difference(name, c, privileged=privileged)
+                     for name in C.SIGNED}
+    out["split"] = C.privileged_split(c, privileged)
+  return out
 
 
 def fairness_summary(y_true, y_pred, groups, *, privileged: Optional[int] = None,
                      sample_weight=None) -> dict:
   """Accuracy, balanced accuracy, the unsigned fairlearn gaps and, when ``privileged`` is
-  given, AIF360's signed differences, plus per-group rates.
+  given, AIF360's signed differences, plus per-group rates; all from one confusion table
+  (:mod:`debiasjax.metrics.confusion`), the values of the metric functions of
+  :mod:`debiasjax.metrics`.
 
   Keys: ``accuracy``, ``balanced_accuracy``, ``demographic_parity``, ``equalized_odds``,
   ``equal_opportunity``, ``average_odds`` (unsigned, max - min over groups), and
   ``statistical_parity_difference``, ``equal_opportunity_difference``,
-  ``average_odds_difference`` (signed, unprivileged - privileged; None where undefined), and
-  ``groups``: per group ``selection_rate``, ``tpr``, ``fpr``, ``accuracy``, ``count``.
+  ``average_odds_difference`` (signed, unprivileged - privileged; None where undefined, as
+  AIF360's NaN), and ``groups``: per group ``selection_rate``, ``tpr``, ``fpr``, ``accuracy``,
+  ``count``.
   """
-  kw = dict(sample_weight=sample_weight)
-  out = {
-      "accuracy": float(M.accuracy(y_true, y_pred, **kw)),
-      "balanced_accuracy": float(M.balanced_accuracy(y_true, y_pred, **kw)),
-      "demographic_parity": float(M.demographic_parity_difference(y_pred, groups, **kw)),
-      "equalized_odds": float(M.equalized_odds_difference(y_true, y_pred, groups, **kw)),
-      "equal_opportunity": float(M.equal_opportunity_difference(y_true, y_pred, groups, **kw)),
-      "average_odds": float(M.average_odds_difference(y_true, y_pred, groups, **kw)),
-  }
+  y, p, g, w, n = _checks.metric_inputs(y_true, y_pred, groups, sample_weight, None, privileged)
+  values = jax.device_get(_summary(y, p, g, w, num_groups=n, privileged=privileged))
+  out = {k: float(values[k]) for k in ("accuracy", "balanced_accuracy", *C.UNSIGNED)}
   if privileged is not None:
-    kw["privileged"] = privileged
-    out["statistical_parity_difference"] = float(M.demographic_parity_difference(y_pred, groups, **kw))
-    out["equal_opportunity_difference"] = _signed(M.equal_opportunity_difference, y_true, y_pred,
-                                                  groups, **kw)
-    out["average_odds_difference"] = _signed(M.average_odds_difference, y_true, y_pred, groups, **kw)
-  rates = M.group_rates(y_true, y_pred, groups, sample_weight=sample_weight)
-  counts = np.bincount(np.asarray(groups, np.int64), minlength=len(rates.weight))
+    split = values["split"]                     # [unprivileged, privileged][y, y_hat]
+    has_pos, has_neg = split[:, 1].sum(-1) > 0, split[:, 0].sum(-1) > 0
+    signed = values["signed"]
+    out["statistical_parity_difference"] = float(signed["statistical_parity"])
+    out["equal_opportunity_difference"] = (float(signed["equal_opportunity"]) if has_pos.all()
+                                           else None)
+    out["average_odds_difference"] = (float(signed["average_odds"])
+                                      if has_pos.all() and has_neg.all() else None)
+  rates = values["rates"]
+  counts = np.bincount(np.asarray(g, np.int64), minlength=n)
   out["groups"] = [{"count": int(c), "selection_rate": float(s), "tpr": float(t), "fpr": float(f),
                     "accuracy": float(a)}
                    for c, s, t, f, a in zip(counts, rates.selection_rate, rates.true_positive_rate,

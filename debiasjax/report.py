@@ -243,7 +243,8 @@ def render_report(*, rows: Sequence[dict], config: dict, info: dict, command: st
       "## Data", "",
       f"{info.get('name')}: target `{info.get('target')}`, protected attribute "
       f"`{info.get('protected')}` (groups: {', '.join(groups)}; privileged group for the signed "
-      f"AIF360 differences: {groups[info['privileged']] if groups and 'privileged' in info else '-'}).",
+      "AIF360 differences: "
+      f"{groups[info['privileged']] if groups and 'privileged' in info else '-'}).",
       "", _split_section(info), "",
       "## Results on the test split", "",
       "Acc = accuracy, Bal.acc = balanced accuracy; DP, EO, EOpp = demographic-parity, "

@@ -1,13 +1,21 @@
 """Training: a pure ``Trainer(init, update)`` pair and a run loop with checkpoints and resume.
 
 A :class:`Trainer` is optax's idea one level up: ``init(key, variables) -> state`` and
-``update(state, batch, key) -> (state, metrics)``, both pure. :func:`fit` runs ``update`` in
-compiled chunks of steps (``lax.scan`` over batches gathered on the device), so a step costs no
-Python dispatch. Everything a step depends on is a function of its number: the batch comes
-from the permutation of epoch ``step // steps_per_epoch`` drawn from ``(seed, epoch)``, the key
-is ``fold_in(key, step)``. Hence a run resumed from a checkpoint ends with exactly the
-parameters of an uninterrupted run, and training K seeds with :func:`fit` on stacked states
-(``jax.vmap`` over the chunk) gives every seed the parameters of training it alone.
+``update(state, batch, key) -> (state, metrics)``, both pure. Every training-time method is
+one (plain training, fine-tuning, A-/RR-ClArC, Savani's critic and actor, Zhang's adversary and
+predictor) and :func:`fit` runs them all: one loop, one CPU policy, checkpoints with exact
+resume, K models stacked in one vmapped program. Methods that alternate two kinds of step (a
+critic's and the model's) give ``update`` as a tuple and say which one step ``s`` takes with
+``phase(s)``; :func:`fit` compiles each kind once and never puts the choice inside the program
+(XLA:CPU runs convolutions inside ``cond`` far below speed).
+
+Everything a step depends on is a function of its number: its key is ``fold_in(key, step)``
+and its batch the slice of epoch ``step // steps_per_epoch``'s permutation drawn from
+``(seed, epoch)`` (``order="epochs"``) or ``batch_size`` distinct rows drawn from
+``(seed, step)`` (``order="sampled"``, the fine-tuning methods' minibatches).
+Hence a run resumed from a checkpoint ends with exactly the parameters of an uninterrupted
+run, and K seeds trained on stacked states give every seed the parameters of training it
+alone.
 
 Example:
   trainer = supervised(model, optax.adam(1e-3))
@@ -19,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -42,9 +50,20 @@ class TrainState(NamedTuple):
 
 
 class Trainer(NamedTuple):
-  """``init(key, variables) -> state`` and ``update(state, batch, key) -> (state, metrics)``."""
+  """``init(key, variables) -> state`` and ``update(state, batch, key) -> (state, metrics)``.
+
+  A trainer of alternating steps gives ``update`` as a tuple of such functions and
+  ``phase(step) -> index`` (a Python function of the step number) choosing the one step
+  ``step`` takes. States carry ``step`` (an int32 counter every update increments); those with
+  ``params`` and ``model_state`` give the model's variables through :func:`variables_of`.
+  """
   init: Callable[[jax.Array, Any], Any]
-  update: Callable[[Any, Batch, jax.Array], tuple[Any, dict]]
+  update: Union[Callable[[Any, Batch, jax.Array], tuple[Any, dict]], Sequence[Callable]]
+  phase: Optional[Callable[[int], int]] = None
+
+
+def _update_of(trainer: Trainer, index: int) -> Callable:
+  return trainer.update[index] if trainer.phase is not None else trainer.update
 
 
 def variables_of(state: TrainState) -> dict:
@@ -82,6 +101,15 @@ def supervised(model, tx: optax.GradientTransformation, *,
     model_state = {k: v for k, v in variables.items() if k != "params"}
     return TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params))
 
+  return Trainer(init, _supervised_update(model, tx, tuple(sorted(apply_kwargs.items()))))
+
+
+@functools.lru_cache(maxsize=32)
+def _supervised_update(model, tx, apply_kwargs: tuple):
+  """One update function per (model, optimizer, forward arguments): trainers built again for
+  the same model share it, hence its compiled program."""
+  apply_kwargs = dict(apply_kwargs)
+
   def update(state, batch, key):
     mutable = list(state.model_state)
 
@@ -89,7 +117,8 @@ def supervised(model, tx: optax.GradientTransformation, *,
       out = model.apply({"params": params, **state.model_state}, batch["x"],
                         mutable=mutable or False, rngs={"dropout": key}, **apply_kwargs)
       logits, new_model_state = out if mutable else (out, {})
-      return weighted_cross_entropy(logits, batch["y"], batch.get("weight")), (logits, new_model_state)
+      return weighted_cross_entropy(logits, batch["y"], batch.get("weight")), (logits,
+                                                                               new_model_state)
 
     (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -97,10 +126,11 @@ def supervised(model, tx: optax.GradientTransformation, *,
     metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["y"])}
     return TrainState(state.step + 1, params, dict(model_state), opt_state), metrics
 
-  return Trainer(init, update)
+  return update
 
 
-def batch_indices(num_examples: int, batch_size: int, seed: int, start: int, stop: int) -> np.ndarray:
+def batch_indices(num_examples: int, batch_size: int, seed: int, start: int,
+                  stop: int) -> np.ndarray:
   """Indices [stop - start, batch_size] of the batches of steps ``start..stop-1``.
 
   Step s uses slice ``s % steps_per_epoch`` of the permutation of epoch ``s // steps_per_epoch``,
@@ -126,21 +156,22 @@ def data_parallel_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
   return Mesh(np.asarray(jax.devices() if devices is None else devices), ("data",))
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_chunk(trainer: Trainer, mesh: Optional[Mesh], stacked: bool):
-  """The jitted chunk, cached so repeated ``fit`` calls with one trainer compile once."""
-  chunk = _chunk_fn(trainer, mesh)
+@functools.lru_cache(maxsize=32)
+def _compiled_chunk(update: Callable, mesh: Optional[Mesh], stacked: bool):
+  """The jitted chunk of one update function, cached so repeated ``fit`` calls (and trainers
+  that share an update, e.g. refits with a new initial state) compile once."""
+  chunk = _chunk_fn(update, mesh)
   return jax.jit(jax.vmap(chunk, in_axes=(0, None, 0, 0)) if stacked else chunk)
 
 
-def _chunk_fn(trainer: Trainer, mesh: Optional[Mesh]):
+def _chunk_fn(update: Callable, mesh: Optional[Mesh]):
   """Compiled ``(state, data, indices [T, B], key) -> (state, metrics [T])``."""
   def run(state, data, indices, key):
     def body(state, idx):
       batch = jax.tree.map(lambda a: a[idx], data)
       if mesh is not None:
         batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, PartitionSpec("data")))
-      return trainer.update(state, batch, jax.random.fold_in(key, state.step))
+      return update(state, batch, jax.random.fold_in(key, state.step))
     if indices.shape[0] == 1:
       # No loop at all for one step: XLA:CPU runs convolution gradients inside a while loop (even
       # one of trip count 1) up to 270x slower than outside one (3x3 weight gradient: 8.1 s vs
@@ -151,54 +182,97 @@ def _chunk_fn(trainer: Trainer, mesh: Optional[Mesh]):
   return run
 
 
+def sampled_indices(num_examples: int, batch_size: int, seed: int, start: int,
+                    stop: int) -> np.ndarray:
+  """Indices [stop - start, batch_size]: step s takes ``batch_size`` distinct rows drawn with
+  ``np.random.default_rng((seed, s))`` (a function of the step, so runs resume exactly)."""
+  return np.stack([np.random.default_rng((seed, step)).choice(num_examples, batch_size,
+                                                               replace=False)
+                   for step in range(start, stop)]).astype(np.int32)
+
+
+def _indices(order, num_examples, batch_size, seeds, start, stop) -> np.ndarray:
+  """[K, T, B] batch indices of steps ``start..stop-1`` for each of K models."""
+  draw = batch_indices if order == "epochs" else sampled_indices
+  return np.stack([draw(num_examples, batch_size, s, start, stop) for s in seeds])
+
+
+def _concatenate(chunks: Sequence[dict]) -> dict:
+  """Per-step metrics of several chunks joined along the step axis (the last), key by key (the
+  phases of a trainer may report different metrics)."""
+  keys = dict.fromkeys(k for c in chunks for k in c)
+  return {k: np.concatenate([np.asarray(c[k]) for c in chunks if k in c], axis=-1) for k in keys}
+
+
+def default_steps_per_call(data: dict) -> int:
+  """The CPU policy: 1 step per call when any input has more than two axes (images: XLA:CPU
+  runs convolution gradients inside loops far below speed), else 128 steps in one scan."""
+  return 1 if any(np.ndim(v) > 2 for v in data.values()) else 128
+
+
 def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: int,
-        batch_size: int, seed: Any = 0, steps_per_call: int = 1,
+        batch_size: int, seed: Any = 0, steps_per_call: Optional[int] = None,
+        order: str = "epochs",
         checkpoints: Optional[Checkpoints] = None, save_every: Optional[int] = None,
         log: Optional[Callable[[int, dict], None]] = None, log_every: int = 50,
-        stacked: bool = False,
+        history: bool = False, stacked: bool = False,
         mesh: Optional[Mesh] = None, metadata: Optional[dict] = None) -> Any:
   """Trains ``state`` for ``num_steps`` steps in total, resuming from ``checkpoints``.
 
   Args:
     trainer: the Trainer whose ``update`` is applied.
     state: initial state (or stacked states with a leading model axis when ``stacked``).
-    data: dict of arrays with a common leading axis (``"x"``, ``"y"``, optional ``"weight"``).
+    data: dict of arrays with a common leading axis (``"x"``, ``"y"``, optional ``"weight"``,
+      ``"group"``: whatever ``update`` reads).
     key: PRNG key (``[K]`` keys when ``stacked``); step s uses ``fold_in(key, s)``.
     num_steps: total number of steps; a resumed run continues to this count.
     batch_size: examples per step (divisible by the number of devices in ``mesh``).
     seed: seed of the data order (a sequence of K seeds when ``stacked``).
-    steps_per_call: steps per compiled call. 1 (the default) dispatches every step from Python,
-      right for convolutional models on CPU; several steps run as one ``lax.scan``, which saves
-      dispatch time for small models (the MLP) but is slow for convolution gradients on CPU.
+    steps_per_call: steps per compiled call. 1 dispatches every step from Python, right for
+      convolutional models on CPU; several steps run as one ``lax.scan``, which saves dispatch
+      time for small models (the MLP) but is slow for convolution gradients on CPU. Default
+      (:func:`default_steps_per_call`): 1 for images, 128 for tables.
+    order: ``"epochs"`` (a permutation per epoch, from ``seed``) or ``"sampled"`` (every step
+      draws ``batch_size`` distinct rows, from ``(seed, step)``).
     checkpoints: where to save and resume from; the latest checkpoint is restored first.
     save_every: save every this many steps (default: only at the end).
     log: called as ``log(step, metrics)`` every ``log_every`` steps and at the end, with the
       metrics averaged since the previous call (per model when ``stacked``).
+    history: also return every step's metrics (``{name: [..., steps]}``, the steps of this
+      call; a metric only some phases report has the steps of those phases).
     stacked: train K models of the same architecture in one program (``jax.vmap``).
     mesh: shard every batch over the ``"data"`` axis of this mesh (data parallelism); by
       default a mesh over all devices when there is more than one.
     metadata: JSON-serialisable dict saved with every checkpoint.
 
   Returns:
-    The final state.
+    The final state, or ``(state, history)`` with ``history=True``.
   """
-  if not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
+  if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
     raise ValueError(f"num_steps: expected a non-negative int, got {num_steps!r}")
+  if steps_per_call is None:
+    steps_per_call = default_steps_per_call(data)
   for name, value in (("steps_per_call", steps_per_call), ("log_every", log_every),
                       ("save_every", save_every or 1)):
-    if not isinstance(value, (int, np.integer)) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
       raise ValueError(f"{name}: expected a positive int, got {value!r}")
+  if order not in ("epochs", "sampled"):
+    raise ValueError(f"order: expected 'epochs' or 'sampled', got {order!r}")
   sizes = {k: np.shape(v)[0] for k, v in data.items()}
   if len(set(sizes.values())) != 1:
     raise ValueError(f"data: expected arrays with one leading size, got {sizes}")
   num_examples = next(iter(sizes.values()))
+  if not isinstance(batch_size, (int, np.integer)) or not 0 < batch_size <= num_examples:
+    raise ValueError(f"batch_size: expected 1..{num_examples} (the number of examples), "
+                     f"got {batch_size}")
   seeds = list(seed) if stacked else [seed]
   if stacked and len(seeds) != key.shape[0]:
     raise ValueError(f"seed: expected {key.shape[0]} seeds (one per key), got {len(seeds)}")
   if mesh is None and jax.device_count() > 1:
     mesh = data_parallel_mesh()
   if mesh is not None and batch_size % mesh.size:
-    raise ValueError(f"batch_size: expected a multiple of the {mesh.size} devices, got {batch_size}")
+    raise ValueError(f"batch_size: expected a multiple of the {mesh.size} devices, got "
+                     f"{batch_size}")
 
   if checkpoints is not None and checkpoints.latest_step() is not None:
     state = checkpoints.restore(state)
@@ -208,24 +282,33 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
     data, state = jax.device_put((data, state), replicated)
   else:
     data = jax.device_put(data)
-  chunk = _compiled_chunk(trainer, mesh, stacked)
+  phase_of = trainer.phase or (lambda s: 0)
 
-  pending = []
+  pending, everything = [], []
   while step < num_steps:
     stop = min(num_steps, step + steps_per_call)
     if log is not None:
       stop = min(stop, (step // log_every + 1) * log_every)
     if save_every:
       stop = min(stop, (step // save_every + 1) * save_every)
-    idx = np.stack([batch_indices(num_examples, batch_size, s, step, stop) for s in seeds])
+    phase = phase_of(step)
+    for s in range(step + 1, stop):
+      if phase_of(s) != phase:
+        stop = s
+        break
+    idx = _indices(order, num_examples, batch_size, seeds, step, stop)
+    chunk = _compiled_chunk(_update_of(trainer, phase), mesh, stacked)
     state, metrics = chunk(state, data, idx if stacked else idx[0], key)
     step = stop
-    if log is not None:
-      pending.append(metrics)
-      if step % log_every == 0 or step == num_steps:
-        merged = jax.tree.map(lambda *m: np.concatenate(m, axis=-1), *jax.device_get(pending))
-        log(step, jax.tree.map(lambda m: m.mean(axis=-1), merged))
-        pending = []
+    if log is not None or history:
+      metrics = jax.device_get(metrics)
+      if log is not None:
+        pending.append(metrics)
+      if history:
+        everything.append(metrics)
+    if log is not None and (step % log_every == 0 or step == num_steps):
+      log(step, {k: v.mean(axis=-1) for k, v in _concatenate(pending).items()})
+      pending = []
     if checkpoints is not None and (step == num_steps or (save_every and step % save_every == 0)):
       checkpoints.save(step, state, metadata=metadata)
-  return state
+  return (state, _concatenate(everything)) if history else state

@@ -98,7 +98,8 @@ def loop_table(batch: int) -> None:
       state, _ = update(state, b, key)
     return state
 
-  scanned = jax.jit(lambda s: jax.lax.scan(lambda s, _: trainer.update(s, b, key), s, None, length=4)[0])
+  scanned = jax.jit(lambda s: jax.lax.scan(lambda s, _: trainer.update(s, b, key), s, None,
+                                           length=4)[0])
   loop_ms, scan_ms = timed(python_loop, state) / 4, timed(scanned, state) / 4
   print(f"{'dispatched from Python':24s} {loop_ms:9.1f}")
   print(f"{'inside lax.scan':24s} {scan_ms:9.1f}   ({scan_ms / loop_ms:.0f}x slower: XLA:CPU conv "

@@ -1,8 +1,8 @@
 r"""Benchmark: LRP (EpsilonPlusFlat) and integrated gradients against zennit and captum.
 
-  python -m experiments.bench_explain                    # ~20 minutes on 2 CPU cores (captum IG dominates)
+  python -m experiments.bench_explain              # ~20 min on 2 CPU cores (captum IG dominates)
   python -m experiments.bench_explain --sizes=64 --skip_captum
-  python -m experiments.bench_explain --per_layer        # each conv of ResNet-18 at 64x64, XLA vs torch
+  python -m experiments.bench_explain --per_layer  # each conv of ResNet-18 at 64x64, XLA vs torch
 
 One torchvision ResNet-18 (1000 classes, random weights, random BatchNorm statistics) and its
 exported Flax twin, the same random batch (64 images at each size). Ours: jit-compiled, timed
@@ -96,14 +96,15 @@ def per_layer_table(torch, batch: int) -> None:
     row = 1000 * np.array([ours_f, torch_f, ours_g, torch_g])
     total += count * row
     print(f"{name:32s} {row[0]:9.1f} {row[1]:9.1f} {row[2]:8.1f} {row[3]:8.1f}  x{count}")
-  print(f"{'all convs (x count)':32s} {total[0]:9.1f} {total[1]:9.1f} {total[2]:8.1f} {total[3]:8.1f}")
+  print(f"{'all convs (x count)':32s} {total[0]:9.1f} {total[1]:9.1f} {total[2]:8.1f} "
+        f"{total[3]:8.1f}")
 
 
 def main(argv):
   del argv
   from debiasjax import explain as ex
   from debiasjax.models import ResNet18
-  from experiments import torch_peers
+  from tests import torch_peers
 
   torch, zennit, captum, torchvision = torch_peers.import_torch_peers()
   torch.set_num_threads(FLAGS.threads)
@@ -114,7 +115,8 @@ def main(argv):
   model = ResNet18(num_classes=1000)
   variables = jax.device_put(torch_peers.resnet_variables(tmodel))
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
-        f"({FLAGS.threads} threads), zennit {importlib.metadata.version('zennit')}, captum {captum.__version__}")
+        f"({FLAGS.threads} threads), zennit {importlib.metadata.version('zennit')}, captum "
+        f"{captum.__version__}")
 
   forward = jax.jit(lambda v, x: model.apply(v, x))
   grad = jax.jit(lambda v, x, t: ex.gradient(lambda x: model.apply(v, x), x, t))
@@ -138,7 +140,8 @@ def main(argv):
 
     t_zennit = timed(zennit_lrp, max(1, FLAGS.repeats - 1))
     theirs = torch_peers.to_nhwc(zennit_lrp())
-    err = float(np.max(np.abs(np.asarray(lrp(variables, x, targets)) - theirs)) / np.max(np.abs(theirs)))
+    err = float(np.max(np.abs(np.asarray(lrp(variables, x,
+                                             targets)) - theirs)) / np.max(np.abs(theirs)))
     print(f"\nResNet-18, batch {b}, {size}x{size}")
     print(f"  forward            ours {b / t_fwd:8.1f} img/s")
     print(f"  gradient           ours {b / t_grad:8.1f} img/s")
@@ -154,7 +157,8 @@ def main(argv):
       start = time.perf_counter()
       theirs = torch_peers.to_nhwc(captum_ig())
       t_captum = time.perf_counter() - start
-      err = float(np.max(np.abs(np.asarray(ig(variables, x, targets)) - theirs)) / np.max(np.abs(theirs)))
+      err = float(np.max(np.abs(np.asarray(ig(variables, x,
+                                              targets)) - theirs)) / np.max(np.abs(theirs)))
       line += f" | captum {b / t_captum:7.3f} img/s | x{t_captum / t_ig:5.1f} | max diff {err:.1e}"
     print(line, flush=True)
 

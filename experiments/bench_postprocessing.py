@@ -49,7 +49,7 @@ def main(argv):
   warnings.filterwarnings("ignore")
   from aif360.algorithms import postprocessing as aif
   from debiasjax.methods import postprocessing as P
-  from experiments.peers import aif360_datasets, fairlearn_threshold_optimizer as fairlearn_to
+  from tests.peers import aif360_datasets, fairlearn_threshold_optimizer as fairlearn_to
 
   s, y, g = data(FLAGS.n)
   truth, pred, groups = aif360_datasets(s, y, g, 1)
@@ -92,8 +92,8 @@ def main(argv):
     fairlearn_to("equalized_odds").fit(s64[r], y[r], sensitive_features=g[r])
   peer = time.perf_counter() - start
   first, warm = ours(lambda: batched(weights), 1)
-  print(f"\n{b} bootstrap refits, ThresholdOptimizer (EO): fairlearn loop {peer:.2f}s, ours one vmapped "
-        f"call {warm:.2f}s (first call {first:.2f}s): {peer / warm:.0f}x")
+  print(f"\n{b} bootstrap refits, ThresholdOptimizer (EO): fairlearn loop {peer:.2f}s, ours one "
+        f"vmapped call {warm:.2f}s (first call {first:.2f}s): {peer / warm:.0f}x")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from absl import app, flags
 
 from debiasjax import data, models, train
 from debiasjax.methods import adversarial, search
+from debiasjax.methods.finetuning import tune
 from debiasjax.evaluate import score_function
 from debiasjax.methods.objective import Objective
 
@@ -142,9 +143,8 @@ def main(argv):
   score_fn = score_function(model)
   print(f"debias split: {len(split)} rows; MLP {model.num_layers} x {model.width}")
 
-  run = lambda seed: search.random_perturbation(score_fn, variables, split,
-                                                key=jax.random.key(seed), objective=OBJECTIVE,
-                                                num_candidates=FLAGS.candidates).score
+  rp = search.random_perturbation(objective=OBJECTIVE, num_candidates=FLAGS.candidates)
+  run = lambda seed: rp.search(score_fn, variables, split, jax.random.key(seed)).score
   first, _ = timed(lambda: run(0))
   warm = min(timed(lambda: run(s))[0] for s in (1, 2))
   ref, _ = timed(lambda: sequential_random(model, variables, split, FLAGS.reference_candidates))
@@ -158,9 +158,9 @@ def main(argv):
   print(f"  ratio per candidate: {ref_per / ours_per:.0f}x (with compilation "
         f"{ref_per * FLAGS.candidates / first:.0f}x)")
 
-  aft = lambda seed, epochs: adversarial.savani_adversarial(
-      model, variables, split, key=jax.random.key(seed), layer=f"layer{model.num_layers}",
-      objective=OBJECTIVE, epochs=epochs).score
+  aft = lambda seed, epochs: tune(adversarial.savani_adversarial(
+      layer=f"layer{model.num_layers}", objective=OBJECTIVE, epochs=epochs), model, variables,
+      split, key=jax.random.key(seed)).score
   first, _ = timed(lambda: aft(0, FLAGS.epochs))
   warm, _ = timed(lambda: aft(1, FLAGS.epochs))
   print(f"\nadversarial fine-tuning, {FLAGS.epochs} x (201 critic + 101 actor steps)")

@@ -9,7 +9,8 @@ list_landmarks_align_celeba.txt and identity_CelebA.txt. Then run the main job w
 
 from absl import app, flags
 
-flags.DEFINE_string("manual_dir", None, "Folder with the five original CelebA files.", required=True)
+flags.DEFINE_string("manual_dir", None, "Folder with the five original CelebA files.",
+                    required=True)
 flags.DEFINE_string("data_dir", None, "TFDS data directory to write into.", required=True)
 flags.DEFINE_bool("verify_checksums", True, "Check the files against TFDS's sha256 sums.")
 FLAGS = flags.FLAGS

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from debiasjax import data, evaluate
-from debiasjax.debias import debias, default_label, pareto_front, resolve_methods
+from debiasjax import data, evaluate, methods as dm
+from debiasjax.debias import debias, pareto_front
 
 
 def linear_model(split):
@@ -13,16 +13,18 @@ def linear_model(split):
   x = split.x.reshape(len(split), -1)
   x1 = np.concatenate([x, np.ones((len(x), 1), np.float32)], 1)
   w = np.linalg.lstsq(x1, 2.0 * split.y - 1, rcond=None)[0].astype(np.float32)
-  apply = lambda v, xb: jnp.stack([jnp.zeros(len(xb)), 3 * (xb.reshape(len(xb), -1) @ v[:-1] + v[-1])], -1)
+  apply = lambda v, xb: jnp.stack([jnp.zeros(len(xb)), 3 * (xb.reshape(len(xb),
+                                                                       -1) @ v[:-1] + v[-1])], -1)
   return apply, jnp.asarray(w)
 
 
-ALL_POSTPROCESSORS = [
-    ("threshold_optimizer", {"constraint": "demographic_parity"}),
-    ("threshold_optimizer", {"constraint": "equalized_odds", "flip": True}),
-    ("reject_option", {"metric": "average_odds", "num_thresholds": 20, "num_margins": 10}),
-    ("equalized_odds", {}), ("calibrated_equalized_odds", {"cost_constraint": "fnr"}),
-    ("naive_threshold", {"metric": "demographic_parity"})]
+ALL_POSTPROCESSORS = {
+    "ThrOpt (DP)": dm.threshold_optimizer(constraint="demographic_parity"),
+    "ThrOpt (EO, flip)": dm.threshold_optimizer(constraint="equalized_odds", flip=True),
+    "ROC (AOD)": dm.reject_option(metric="average_odds", num_thresholds=20, num_margins=10),
+    "EqOdds": dm.equalized_odds_postprocessing(),
+    "CalibEqOdds (fnr)": dm.calibrated_equalized_odds(cost_constraint="fnr"),
+    "NaiveThr (DP)": dm.naive_threshold(metric="demographic_parity")}
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +56,14 @@ def test_every_postprocessor_runs_and_is_evaluated_like_vanilla(request, bench_n
   assert set(result.pareto) <= set(labels) and result.pareto
   assert sum(r["pareto"] for r in result.rows) == len(result.pareto)
   # Each post-processor row is its probability on the test split, summarised the same way.
-  label, state = "ThrOpt (DP)", result.states["ThrOpt (DP)"]
+  label, state = "ThrOpt (DP)", result.debiased["ThrOpt (DP)"].state
   from debiasjax.methods import threshold_optimizer
-  p = threshold_optimizer(constraint="demographic_parity").probability(state, scores, bench.test.group)
+  p = threshold_optimizer(constraint="demographic_parity").probability(state, scores,
+                                                                       bench.test.group)
   row = next(r for r in result.rows if r["method"] == label)
   assert row["demographic_parity"] == pytest.approx(
-      evaluate.fairness_summary(bench.test.y, np.asarray(p), bench.test.group)["demographic_parity"])
+      evaluate.fairness_summary(bench.test.y, np.asarray(p),
+                                bench.test.group)["demographic_parity"])
 
 
 def test_pareto_front():
@@ -71,37 +75,30 @@ def test_pareto_front():
   assert pareto_front(rows) == ["B", "C", "E"]      # A and D are dominated by B; B, E tie
 
 
-def test_method_labels_and_specs():
-  assert default_label("threshold_optimizer", {"constraint": "equalized_odds", "flip": True}) == \
-      "ThrOpt (EO, flip)"
-  methods = resolve_methods(["reject_option", ("equalized_odds", {}),
-                             {"method": "threshold_optimizer", "label": "mine", "flip": True}])
-  assert [m.label for m in methods] == ["ROC", "EqOdds", "mine"]
-
-
 @pytest.mark.parametrize("methods, message", [
-    (["threshold_optimiser"], r"unknown method 'threshold_optimiser'; available: calibrated_equalized_odds, equalized_odds, naive_threshold, reject_option, threshold_optimizer, fine_tune, layerwise_optimisation, random_perturbation, savani_adversarial, zhang_adversarial"),
-    ([("random_perturbation", {"sigmaa": 3})], r"random_perturbation has no argument\(s\) \['sigmaa'\]; it accepts .*num_candidates"),
-    ([("fine_tune", {})], r"model: \['FineTune'\] change the weights and need the Flax module"),
-    ([("reject_option", {"margin": 3})], r"reject_option has no argument\(s\) \['margin'\]; it accepts .*metric_ub"),
-    ([("threshold_optimizer", {"constraint": "nope"})], "constraint: expected one of"),
-    ([42], "methods: expected 'name'"),
-    (["reject_option", "reject_option"], "labels must be unique"),
+    ({"FineTune": dm.fine_tune()},
+     r"model: \['FineTune'\] change the weights and need the Flax module"),
+    ([dm.reject_option()], r"methods: expected a dict \{label: method\}"),
+    ({"ROC": "reject_option"}, r"methods: 'ROC' is a str; expected a PostProcessor"),
+    ({"Vanilla": dm.reject_option()}, "labels must be non-empty strings other than 'Vanilla'"),
 ])
-def test_unknown_methods_and_arguments(faces, methods, message):
+def test_bad_methods(faces, methods, message):
   apply, w = linear_model(faces.train)
   with pytest.raises(ValueError, match=message):
     debias(apply, w, faces, methods=methods)
 
 
 # Every weight-changing method, tiny settings: (name, kwargs).
-WEIGHT_METHODS = [
-    ("random_perturbation", {"num_candidates": 4, "num_thresholds": 51}),
-    ("layerwise_optimisation", {"population": 4, "generations": 2, "layers": ["head"]}),
-    ("savani_adversarial", {"epochs": 1, "critic_steps": 2, "actor_steps": 2, "batch_size": 16}),
-    ("zhang_adversarial", {"num_steps": 2, "warmup_steps": 1, "constraint": "equalized_odds"}),
-    ("fine_tune", {"num_steps": 2, "version": "v1", "bias": "average_odds"}),
-]
+def weight_methods():
+  """Every weight-changing family, tiny settings: label -> method."""
+  return {
+      "Random": dm.random_perturbation(num_candidates=4, num_thresholds=51),
+      "LayerwiseOpt": dm.layerwise_optimisation(population=4, generations=2, layers=["head"]),
+      "Adversarial": dm.savani_adversarial(epochs=1, critic_steps=2, actor_steps=2, batch_size=16),
+      "Zhang (EO)": dm.zhang_adversarial(num_steps=2, warmup_steps=1, constraint="equalized_odds"),
+      "FineTune (AOD, v1)": dm.fine_tune(num_steps=2, objective=dm.Objective("v1", "average_odds")),
+      "A-ClArC": dm.a_clarc(num_steps=2, batch_size=16),
+      "RR-ClArC": dm.rr_clarc(num_steps=2, batch_size=16)}
 
 
 @pytest.mark.parametrize("bench_name", ["faces", "census"])
@@ -112,15 +109,24 @@ def test_every_weight_method_runs_in_debias_and_is_evaluated_at_its_threshold(re
   model = (models.ResNet18(width=4, small_images=True) if bench_name == "faces"
            else models.MLP(num_layers=2, width=8))
   variables = model.init(jax.random.key(0), bench.train.x[:1])
-  result = debias(model, variables, bench, methods=WEIGHT_METHODS + ["threshold_optimizer"])
+  result = debias(model, variables, bench, methods={
+      **weight_methods(), "ThrOpt": dm.threshold_optimizer(), "LEACE": dm.leace(),
+      "P-ClArC": dm.at_layer("head", dm.p_clarc())})
   labels = [r["method"] for r in result.rows]
   assert labels == ["Vanilla", "Random", "LayerwiseOpt", "Adversarial", "Zhang (EO)",
-                    "FineTune (AOD, v1)", "ThrOpt"]
-  for label in labels[1:-1]:
-    state = result.states[label]
-    scores = evaluate.predict_scores(model.apply, state.variables, bench.test.x)
-    expected = evaluate.fairness_summary(bench.test.y, (scores > float(state.threshold)).astype(np.float32),
+                    "FineTune (AOD, v1)", "A-ClArC", "RR-ClArC", "ThrOpt", "LEACE", "P-ClArC"]
+  for label in labels[1:8]:
+    d = result.debiased[label]
+    scores = evaluate.predict_scores(model.apply, d.variables, bench.test.x)
+    expected = evaluate.fairness_summary(bench.test.y,
+                                         (scores > float(d.state.threshold)).astype(np.float32),
                                          bench.test.group, privileged=1)
     row = result.rows[labels.index(label)]
     assert row["accuracy"] == pytest.approx(expected["accuracy"])
     assert row["equalized_odds"] == pytest.approx(expected["equalized_odds"])
+  # Erasers are compiled into the network they are evaluated with.
+  leace = result.debiased["LEACE"]
+  scores = evaluate.predict_scores(leace.apply_fn, leace.variables, bench.test.x)
+  row = result.rows[labels.index("LEACE")]
+  assert row["accuracy"] == pytest.approx(evaluate.fairness_summary(
+      bench.test.y, (scores > 0.5).astype(np.float32), bench.test.group)["accuracy"])

@@ -14,7 +14,8 @@ from debiasjax import evaluate, metrics, report
 
 def test_positive_probability():
   logits = jnp.array([[0.0, 0.0], [0.0, 2.0]])
-  np.testing.assert_allclose(evaluate.positive_probability(logits), [0.5, 1 / (1 + np.exp(-2))], rtol=1e-6)
+  np.testing.assert_allclose(evaluate.positive_probability(logits), [0.5, 1 / (1 + np.exp(-2))],
+                             rtol=1e-6)
   np.testing.assert_allclose(evaluate.positive_probability(jnp.array([[0.0], [2.0]])),
                              [0.5, 1 / (1 + np.exp(-2))], rtol=1e-6)
   with pytest.raises(ValueError, match="logits: expected 1 or 2 outputs"):
@@ -26,12 +27,37 @@ def test_predict_scores_batches_and_pads():
   apply = lambda v, x: x @ v
   x = np.random.default_rng(0).normal(size=(7, 2)).astype(np.float32)
   expected = jax.nn.softmax(x @ np.asarray(w), -1)[:, 1]
-  np.testing.assert_allclose(evaluate.predict_scores(apply, w, x, batch_size=3), expected, rtol=1e-6)
+  np.testing.assert_allclose(evaluate.predict_scores(apply, w, x, batch_size=3), expected,
+                             rtol=1e-6)
 
 
 def test_predict_scores_refuses_nan():
   with pytest.raises(ValueError, match="model scores: 2 of 2 are NaN"):
     evaluate.predict_scores(lambda v, x: x * v, jnp.nan, np.ones((2, 2), np.float32))
+
+
+@pytest.mark.parametrize("privileged", [None, 0, 1])
+def test_every_summary_number_equals_its_metric_function(privileged):
+  """The one-program summary gives each metric function's value, signed and unsigned alike."""
+  rng = np.random.default_rng(3)
+  y, g = rng.integers(0, 2, 200), rng.integers(0, 3, 200)
+  p = rng.random(200).astype(np.float32)
+  s = evaluate.fairness_summary(y, p, g, privileged=privileged)
+  unsigned = {"demographic_parity": metrics.demographic_parity_difference(p, g),
+              "equalized_odds": metrics.equalized_odds_difference(y, p, g),
+              "equal_opportunity": metrics.equal_opportunity_difference(y, p, g),
+              "average_odds": metrics.average_odds_difference(y, p, g),
+              "accuracy": metrics.accuracy(y, p),
+              "balanced_accuracy": metrics.balanced_accuracy(y, p)}
+  for key, value in unsigned.items():
+    assert s[key] == pytest.approx(float(value), abs=1e-6), key
+  if privileged is not None:
+    kw = dict(privileged=privileged)
+    signed = {"statistical_parity_difference": metrics.demographic_parity_difference(p, g, **kw),
+              "equal_opportunity_difference": metrics.equal_opportunity_difference(y, p, g, **kw),
+              "average_odds_difference": metrics.average_odds_difference(y, p, g, **kw)}
+    for key, value in signed.items():
+      assert s[key] == pytest.approx(float(value), abs=1e-6), key
 
 
 def test_fairness_summary_matches_the_metrics():
@@ -45,21 +71,25 @@ def test_fairness_summary_matches_the_metrics():
   assert [grp["count"] for grp in s["groups"]] == [int((g == 0).sum()), int((g == 1).sum())]
   # A group without positives: the signed TPR-based differences are undefined, reported as None.
   y_none = np.where(g == 0, 0, y)
-  assert evaluate.fairness_summary(y_none, p, g, privileged=1)["equal_opportunity_difference"] is None
+  assert evaluate.fairness_summary(y_none, p, g,
+                                   privileged=1)["equal_opportunity_difference"] is None
 
 
 def test_atomic_write_and_run_dir_protection(tmp_path):
   run = tmp_path / "run"
   report.check_run_dir(str(run))
   assert not run.exists()
-  rows = [{"method": "Vanilla", "accuracy": 0.8, "balanced_accuracy": 0.75, "demographic_parity": 0.3,
+  rows = [{"method": "Vanilla", "accuracy": 0.8, "balanced_accuracy": 0.75,
+           "demographic_parity": 0.3,
            "equalized_odds": 0.4, "equal_opportunity": 0.35,
            "groups": [{"count": 5, "selection_rate": 0.2, "tpr": 0.3, "fpr": 0.1, "accuracy": 0.8},
-                      {"count": 5, "selection_rate": 0.5, "tpr": 0.7, "fpr": 0.4, "accuracy": 0.7}]},
+                      {"count": 5, "selection_rate": 0.5, "tpr": 0.7, "fpr": 0.4,
+                       "accuracy": 0.7}]},
           {"method": "Other", "accuracy": 0.7, "balanced_accuracy": 0.7, "demographic_parity": 0.1,
            "equalized_odds": 0.1, "equal_opportunity": 0.05, "groups": []}]
   info = {"name": "toy", "target": "t", "protected": "a", "groups": ["g0", "g1"], "privileged": 1,
-          "splits": {"phi_requested": 0.8, "train": {"size": 10, "counts": [[4, 1], [1, 4]], "phi": 0.6}}}
+          "splits": {"phi_requested": 0.8, "train": {"size": 10, "counts": [[4, 1], [1, 4]],
+                                                     "phi": 0.6}}}
   report.write_results(str(run), rows=rows, config={"seed": 0}, info=info, command="cmd")
   payload = json.loads((run / "results.json").read_text())
   assert payload["results"][0]["equalized_odds"] == 0.4 and payload["command"] == "cmd"
@@ -85,7 +115,8 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_format_table_shows_deltas():
-  rows = [{"method": "Vanilla", "accuracy": 0.5, "balanced_accuracy": 0.5, "demographic_parity": 0.7,
+  rows = [{"method": "Vanilla", "accuracy": 0.5, "balanced_accuracy": 0.5,
+           "demographic_parity": 0.7,
            "equalized_odds": 0.7, "equal_opportunity": 0.7},
           {"method": "Fix", "accuracy": 0.9, "balanced_accuracy": 0.9, "demographic_parity": 0.1,
            "equalized_odds": 0.05, "equal_opportunity": 0.02}]

@@ -18,9 +18,12 @@ def pick(options, n):
 def write_adult(folder, n=60):
   def rows(n, label_suffix):
     cols = [
-        [str(v) for v in RNG.integers(17, 80, n)], pick(["Private", "State-gov", "Self-emp-inc", "?"], n),
-        [str(v) for v in RNG.integers(20000, 300000, n)], pick(["Bachelors", "HS-grad", "Masters"], n),
-        [str(v) for v in RNG.integers(1, 16, n)], pick(["Never-married", "Married-civ-spouse", "Divorced"], n),
+        [str(v) for v in RNG.integers(17, 80, n)],
+        pick(["Private", "State-gov", "Self-emp-inc", "?"], n),
+        [str(v) for v in RNG.integers(20000, 300000, n)],
+        pick(["Bachelors", "HS-grad", "Masters"], n),
+        [str(v) for v in RNG.integers(1, 16, n)],
+        pick(["Never-married", "Married-civ-spouse", "Divorced"], n),
         pick(["Adm-clerical", "Exec-managerial", "Sales", "?"], n),
         pick(["Husband", "Wife", "Not-in-family", "Own-child"], n),
         pick(["White", "Black", "Asian-Pac-Islander"], n), pick(["Male", "Female"], n),
@@ -41,8 +44,9 @@ BANK_COLUMNS = ["age", "job", "marital", "education", "default", "housing", "loa
 
 def write_bank(folder, n=80):
   q = lambda vals: [f'"{v}"' for v in vals]
-  cols = [[str(v) for v in RNG.integers(18, 90, n)], q(pick(["admin.", "blue-collar", "unknown"], n)),
-          q(pick(["married", "single"], n)), q(pick(["basic.4y", "university.degree", "unknown"], n)),
+  cols = [[str(v) for v in RNG.integers(18, 90, n)],
+          q(pick(["admin.", "blue-collar", "unknown"], n)), q(pick(["married", "single"], n)),
+          q(pick(["basic.4y", "university.degree", "unknown"], n)),
           q(pick(["no", "unknown"], n)), q(pick(["no", "yes"], n)), q(pick(["no", "yes"], n)),
           q(pick(["telephone", "cellular"], n)), q(pick(["may", "jun"], n)),
           q(pick(["mon", "tue"], n)), [str(v) for v in RNG.integers(0, 900, n)],
@@ -78,7 +82,8 @@ def write_compas(folder, n=90):
         "juv_other_count": "0", "priors_count": str(RNG.integers(0, 9)),
         "days_b_screening_arrest": pick(["-1", "0", "45", "-40", ""], 1)[0],
         "c_charge_degree": pick(["F", "M", "O"], 1)[0],
-        "c_charge_desc": pick(["Battery", "Grand Theft in the 3rd Degree", "arrest case no charge"], 1)[0],
+        "c_charge_desc": pick(["Battery", "Grand Theft in the 3rd Degree",
+                               "arrest case no charge"], 1)[0],
         "is_recid": pick(["0", "1", "-1"], 1)[0], "decile_score": str(RNG.integers(1, 10)),
         "score_text": pick(["Low", "Medium", "High", "N/A"], 1)[0],
         "two_year_recid": str(RNG.integers(0, 2)), "end": str(RNG.integers(0, 1000))})
@@ -127,10 +132,12 @@ def write_raw_celeba(folder: str, n: int = N) -> dict:
       z.writestr(f"img_align_celeba/{name}", buf.getvalue())
   with open(os.path.join(folder, "list_attr_celeba.txt"), "w") as f:
     f.write(f"{n}\n" + " ".join(ATTRS) + "\n")
-    f.writelines(f"{name} " + " ".join(f"{v:2d}" for v in row) + "\n" for name, row in zip(names, attrs))
+    f.writelines(f"{name} " + " ".join(f"{v:2d}" for v in row) + "\n"
+                 for name, row in zip(names, attrs))
   with open(os.path.join(folder, "list_eval_partition.txt"), "w") as f:
     f.writelines(f"{name} {i % 3}\n" for i, name in enumerate(names))
-  marks = "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
+  marks = ("lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y "
+           "rightmouth_x rightmouth_y")
   with open(os.path.join(folder, "list_landmarks_align_celeba.txt"), "w") as f:
     f.write(f"{n}\n{marks}\n")
     f.writelines(f"{name}    69  109  106  113   77  142   73  152  108  154\n" for name in names)

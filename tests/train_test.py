@@ -62,7 +62,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, steps_per_call):
   ckpt = Checkpoints(str(tmp_path / "run"))
   train.fit(trainer, init, data, num_steps=10, checkpoints=ckpt, save_every=5, **kw)  # "killed"
   assert ckpt.latest_step() == 10
-  resumed = train.fit(trainer, init, data, num_steps=24, checkpoints=Checkpoints(str(tmp_path / "run")), **kw)
+  resumed = train.fit(trainer, init, data, num_steps=24,
+                      checkpoints=Checkpoints(str(tmp_path / "run")), **kw)
   assert int(resumed.step) == 24
   assert_trees_close(resumed, full, rtol=0, atol=0)
 
@@ -125,7 +126,8 @@ def test_stacked_fit_needs_one_seed_per_key():
   keys = jax.random.split(jax.random.key(0), 2)
   init = jax.vmap(lambda k: trainer.init(k, model.init(k, jnp.zeros((1, 6)))))(keys)
   with pytest.raises(ValueError, match="seed: expected 2 seeds"):
-    train.fit(trainer, init, toy_table(), key=keys, seed=[0], num_steps=1, batch_size=8, stacked=True)
+    train.fit(trainer, init, toy_table(), key=keys, seed=[0], num_steps=1, batch_size=8,
+              stacked=True)
 
 
 def test_data_parallel_training_on_two_devices_equals_one_device(tmp_path):
@@ -153,3 +155,37 @@ def test_data_parallel_training_on_two_devices_equals_one_device(tmp_path):
   out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                        timeout=300)
   assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_fit_compiles_once_and_refits_share_the_step():
+  """A second fit (a new initial state, another key) and a trainer built again for the same
+  model and optimizer reuse the compiled step; a two-phase trainer compiles one step per
+  phase."""
+  from tests.compilations import count_compilations
+  model, trainer, key, state = mlp_setup()
+  data = toy_table()
+  kw = dict(num_steps=6, batch_size=32, steps_per_call=3)
+  train.fit(trainer, state, data, key=key, **kw)
+  with count_compilations() as lowered:
+    train.fit(trainer, trainer.init(key, model.init(jax.random.key(5), jnp.zeros((1, 6)))),
+              data, key=jax.random.key(7), **kw)
+  assert [f for f in lowered if "run" in f] == [], lowered
+  tx = optax.sgd(0.1)
+  one = train.supervised(model, tx)
+  two = train.supervised(model, tx)
+  assert one.update is two.update                  # built again: the same update, one program
+
+  updates = []
+
+  def counting(label):
+    def update(state, batch, key):
+      updates.append(label)
+      return trainer.update(state, batch, key)
+    return update
+
+  phased = train.Trainer(trainer.init, (counting("a"), counting("b")),
+                         phase=lambda step: 0 if step % 5 < 3 else 1)
+  with count_compilations() as lowered:
+    train.fit(phased, state, data, key=key, num_steps=10, batch_size=32, steps_per_call=1)
+  assert sorted(set(updates)) == ["a", "b"] and len(updates) == 2   # each traced once
+  assert len([f for f in lowered if "run" in f]) == 2

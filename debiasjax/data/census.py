@@ -87,7 +87,8 @@ def census(n: int = 20000, *, seed: int = 0, label_bias: float = 0.8,
              ("capital-gain", gain), ("capital-loss", loss), ("hours-per-week", hours)]
   features = [np.asarray(v, np.float32) for _, v in numeric]
   names = [k for k, _ in numeric]
-  for values, cats, name in ((workclass, WORKCLASS, "workclass"), (marital, MARITAL, "marital-status"),
+  for values, cats, name in ((workclass, WORKCLASS, "workclass"), (marital, MARITAL,
+                                                                   "marital-status"),
                              (occupation, OCCUPATIONS, "occupation"),
                              (relationship, RELATIONSHIPS, "relationship")):
     f, nm = _onehot(values, cats, name)

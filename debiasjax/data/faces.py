@@ -30,7 +30,8 @@ from typing import Optional
 import numpy as np
 
 from debiasjax.data.dataset import Benchmark, Split
-from debiasjax.data.splits import _binary_vector, _check_phi, cell_counts, split_report
+from debiasjax._checks import binary_vector, check_phi
+from debiasjax.data.splits import cell_counts, split_report
 
 ACCESSORIES = ("tie", "hat")
 _SKIN = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.53], [0.76, 0.57, 0.42],
@@ -146,8 +147,8 @@ def render_faces(target, protected, *, seed: int = 0, image_size: int = 64,
   Returns:
     ``(images, roi)``: float32 [N, S, S, 3] in [0, 1] and int32 [N, 4] boxes (y0, x0, y1, x1).
   """
-  t = _binary_vector("target", target)
-  a = _binary_vector("protected", protected)
+  t = binary_vector("target", target)
+  a = binary_vector("protected", protected)
   if t.shape != a.shape:
     raise ValueError(f"mismatched lengths: target has {t.size}, protected has {a.size}")
   if accessory not in ACCESSORIES:
@@ -191,8 +192,8 @@ def faces_benchmark(*, phi: float = 0.8, n_train: int = 3000, n_debias: int = 20
   names the attributes, the privileged group (the accessory wearers, who receive the favourable
   label more often when phi > 0) and the split report with each split's counts and achieved phi.
   """
-  phi = _check_phi(phi)
-  debias_phi = phi if debias_phi is None else _check_phi(debias_phi, "debias_phi")
+  phi = check_phi(phi)
+  debias_phi = phi if debias_phi is None else check_phi(debias_phi, "debias_phi")
   for name, n in (("n_train", n_train), ("n_debias", n_debias), ("n_test", n_test)):
     if not isinstance(n, (int, np.integer)) or n < 4:
       raise ValueError(f"{name}: expected an int >= 4, got {n!r}")

@@ -22,30 +22,15 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from debiasjax._checks import binary_vector, check_phi
+
 DEBIAS_FRACTION = 0.4   # train : debias = 0.30 : 0.20 of the biased data, as in DetoxAI's configs
-
-
-def _binary_vector(name: str, x) -> np.ndarray:
-  arr = np.asarray(x)
-  if arr.ndim != 1 or arr.size == 0:
-    raise ValueError(f"{name}: expected a non-empty 1-D array, got shape {arr.shape}")
-  values = np.unique(arr)
-  if not np.isin(values, (0, 1)).all():
-    raise ValueError(f"{name}: expected binary values in {{0, 1}}, got {values[:10].tolist()}")
-  return arr.astype(np.int64)
-
-
-def _check_phi(phi, name: str = "phi") -> float:
-  if isinstance(phi, bool) or not isinstance(phi, (int, float, np.floating, np.integer)) \
-      or not math.isfinite(phi) or not -1.0 <= phi <= 1.0:
-    raise ValueError(f"{name}: expected a number in [-1, 1], got {phi!r}")
-  return float(phi)
 
 
 def cell_table(target, protected) -> np.ndarray:
   """2x2 counts ``[a, t]`` of a protected attribute ``a`` and a target ``t``."""
-  t = _binary_vector("target", target)
-  a = _binary_vector("protected", protected)
+  t = binary_vector("target", target)
+  a = binary_vector("protected", protected)
   if t.shape != a.shape:
     raise ValueError(f"mismatched lengths: target has {t.size}, protected has {a.size}")
   return np.bincount(2 * a + t, minlength=4).reshape(2, 2)
@@ -64,7 +49,7 @@ def yule_phi(counts) -> float:
 
 def cell_proportions(phi: float, *, p_protected: float = 0.5, p_target: float = 0.5) -> np.ndarray:
   """Cell proportions ``[a, t]`` with correlation ``phi`` and the given marginals."""
-  phi = _check_phi(phi)
+  phi = check_phi(phi)
   for name, p in (("p_protected", p_protected), ("p_target", p_target)):
     if not 0.0 < p < 1.0:
       raise ValueError(f"{name}: expected a probability in (0, 1), got {p!r}")
@@ -140,8 +125,8 @@ def make_splits(target, protected, *, phi: float, n_test: int, n_train: Optional
     ValueError: bad labels, phi out of range, or sizes the pool cannot supply (the message
       gives the largest feasible sizes).
   """
-  phi = _check_phi(phi)
-  debias_phi = phi if debias_phi is None else _check_phi(debias_phi, "debias_phi")
+  phi = check_phi(phi)
+  debias_phi = phi if debias_phi is None else check_phi(debias_phi, "debias_phi")
   for name, n in (("n_test", n_test), ("n_train", n_train), ("n_debias", n_debias)):
     if n is not None and (not isinstance(n, (int, np.integer)) or n < 4):
       raise ValueError(f"{name}: expected an int >= 4, got {n!r}")
@@ -154,8 +139,8 @@ def make_splits(target, protected, *, phi: float, n_test: int, n_train: Optional
 
   test_cells = cell_counts(n_test, 0.0)
   if (test_cells > table).any():
-    raise ValueError(f"n_test: {n_test} needs {test_cells.tolist()} samples per cell [a, t] but the "
-                     f"pool has {table.tolist()}; the largest balanced test split is "
+    raise ValueError(f"n_test: {n_test} needs {test_cells.tolist()} samples per cell [a, t] but "
+                     f"the pool has {table.tolist()}; the largest balanced test split is "
                      f"{4 * int(table.min())}")
   left = table - test_cells
   marginals = {"p_protected": p_protected, "p_target": p_target}

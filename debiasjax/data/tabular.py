@@ -11,12 +11,15 @@ labels and protected attribute (tested against AIF360 on files in the real forma
 Nothing is downloaded: a missing file raises ``FileNotFoundError`` naming the file and where to
 get it.
 
-| loader | file(s) | protected (privileged = 1) | favourable label |
-|---|---|---|---|
-| :func:`adult` | ``adult.data``, ``adult.test`` (UCI) | sex (Male), race (White) | income >50K |
-| :func:`bank` | ``bank-additional-full.csv`` (UCI) | age (25 <= age < 60; Savani et al. used age >= 25: ``privileged_age=(25, None)``) | subscribed (y = yes) |
-| :func:`compas` | ``compas-scores-two-years.csv`` (ProPublica) | race (Caucasian), sex (Female) | no recidivism within two years |
-| :func:`german` | ``german.data`` (Statlog) or ``SouthGermanCredit.asc`` (Groemping's corrected South German credit) | sex (male; Statlog only), age (> 25) | good credit |
+Loaders (file; protected attributes, privileged = 1; favourable label):
+
+* :func:`adult` -- ``adult.data``, ``adult.test`` (UCI); sex (Male), race (White); income >50K.
+* :func:`bank` -- ``bank-additional-full.csv`` (UCI); age (25 <= age < 60; Savani et al. used
+  age >= 25: ``privileged_age=(25, None)``); subscribed (y = yes).
+* :func:`compas` -- ``compas-scores-two-years.csv`` (ProPublica); race (Caucasian), sex
+  (Female); no recidivism within two years.
+* :func:`german` -- ``german.data`` (Statlog) or ``SouthGermanCredit.asc`` (Groemping's
+  corrected South German credit); sex (male; Statlog only), age (> 25); good credit.
 """
 
 from __future__ import annotations
@@ -123,7 +126,8 @@ def _standard_table(names: list, rows: list, *, label: str, favourable: Callable
     vals = [value(c, v) for v in column[c]]
     for category in sorted(set(vals)):
       features.append(np.asarray([v == category for v in vals], np.float64))
-      feature_names.append(f"{c}={category:g}" if isinstance(category, float) else f"{c}={category}")
+      feature_names.append(f"{c}={category:g}" if isinstance(category,
+                                                             float) else f"{c}={category}")
   y = np.asarray([favourable(value(label, v)) for v in column[label]], np.int32)
   g = np.asarray([protected[group](value(group, v)) for v in column[group]], np.int32)
   x = np.stack(features, axis=1).astype(np.float32)
@@ -180,7 +184,8 @@ def bank(path: str, *, privileged_age: tuple = (25, 60)) -> Table:
       protected={"age": lambda v: v >= lo and (hi is None or v < hi)},
       categorical=["job", "marital", "education", "default", "housing", "loan", "contact",
                    "month", "day_of_week", "poutcome"], group="age",
-      info={"name": "bank", "target": "subscribed", "groups": ["other ages", f"{lo} <= age < {hi}"]})
+      info={"name": "bank", "target": "subscribed", "groups": ["other ages",
+                                                               f"{lo} <= age < {hi}"]})
 
 
 def compas(path: str, *, protected: str = "race") -> Table:
@@ -314,7 +319,8 @@ def table_benchmark(table: Table, *, seed: int = 0, fractions: tuple = (0.6, 0.2
                      f"debias_phi={debias_phi!r}")
   if phi is None:
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or not math.isclose(sum(fractions), 1):
-      raise ValueError(f"fractions: expected three positive fractions summing to 1, got {fractions}")
+      raise ValueError(f"fractions: expected three positive fractions summing to 1, got "
+                       f"{fractions}")
     order = np.random.default_rng(seed).permutation(n)
     cut = np.cumsum([int(round(fractions[0] * n)), int(round(fractions[1] * n))])
     index = np.split(order, cut)

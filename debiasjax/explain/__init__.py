@@ -14,7 +14,8 @@ from debiasjax.explain.gradients import (gradient, gradient_x_input, integrated_
                                          integrated_gradients_in_groups, quadrature, smoothgrad)
 from debiasjax.explain.lrp import folded_forward, lrp
 from debiasjax.explain.maps import saliency_maps
-from debiasjax.explain.rules import (COMPOSITES, AlphaBeta, Composite, Epsilon, Flat, Gamma, WSquare,
+from debiasjax.explain.rules import (COMPOSITES, AlphaBeta, Composite, Epsilon, Flat, Gamma,
+                                     WSquare,
                                      ZBox, ZPlus, epsilon_alpha2_beta1, epsilon_alpha2_beta1_flat,
                                      epsilon_gamma_box, epsilon_plus, epsilon_plus_flat, lrp_zero)
 

@@ -84,7 +84,8 @@ def smoothgrad(apply_fn: Callable, x, targets, key, *, noise_level: float = 0.1,
   if samples < 1:
     raise ValueError(f"samples: expected a positive integer, got {samples}")
   axes = tuple(range(1, jnp.ndim(x)))
-  scale = noise_level * (jnp.max(x, axis=axes, keepdims=True) - jnp.min(x, axis=axes, keepdims=True))
+  scale = noise_level * (jnp.max(x, axis=axes, keepdims=True) - jnp.min(x, axis=axes,
+                                                                        keepdims=True))
 
   def one(key):
     return gradient(apply_fn, x + scale * jax.random.normal(key, x.shape, x.dtype), targets)

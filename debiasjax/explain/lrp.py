@@ -51,12 +51,14 @@ def output_weights(targets, logits):
   batch, classes = logits.shape[0], logits.shape[-1]
   if targets.ndim == 1 and jnp.issubdtype(targets.dtype, jnp.integer):
     if targets.shape[0] != batch:
-      raise ValueError(f"targets: expected {batch} class indices (one per input), got {targets.shape[0]}")
+      raise ValueError(f"targets: expected {batch} class indices (one per input), got "
+                       f"{targets.shape[0]}")
     return jax.nn.one_hot(targets, classes, dtype=logits.dtype)
   if targets.shape == (batch, classes):
     return targets.astype(logits.dtype)
   raise ValueError(f"targets: expected integer class indices of shape ({batch},) or output weights "
-                   f"of shape ({batch}, {classes}), got dtype {targets.dtype} and shape {targets.shape}")
+                   f"of shape ({batch}, {classes}), got dtype {targets.dtype} and shape "
+                   f"{targets.shape}")
 
 
 def _owns_parameters(module) -> bool:
@@ -77,7 +79,7 @@ class _Propagation:
     self.linears = {}
 
   def _lin(self, module):
-    """``lin(a, w, b)``: the module's own affine map (padding, strides, dtype) with new parameters."""
+    """``lin(a, w, b)``: the module's own affine map (padding, strides, dtype), new parameters."""
     key = id(module)
     if key not in self.linears:
       plain = module.clone(parent=None, use_bias=True, name=None)
@@ -101,8 +103,9 @@ class _Propagation:
       return self._batch_norm(module, args, kwargs, next_fun)
     if isinstance(module, _REJECTED) or _owns_parameters(module):
       raise ValueError(
-          f"lrp: module '{'/'.join(module.path)}' of type {type(module).__name__} is not supported; "
-          "LRP handles nn.Conv, nn.Dense, nn.BatchNorm (eval mode) and parameter-free operations")
+          f"lrp: module '{'/'.join(module.path)}' of type {type(module).__name__} is not "
+          "supported; LRP handles nn.Conv, nn.Dense, nn.BatchNorm (eval mode) and parameter-free "
+          "operations")
     return next_fun(*args, **kwargs)
 
   def _linear(self, module, a):
@@ -116,7 +119,8 @@ class _Propagation:
     is_first, self.first_done = not self.first_done, True
     rule = self.composite.rule(kind, module.path, is_first)
     if rule.needs_delta and not is_first:
-      raise ValueError(f"lrp: rule {rule} has no input factor and can only be the first layer's rule; "
+      raise ValueError(f"lrp: rule {rule} has no input factor and can only be the first layer's "
+                       f"rule; "
                        f"it was assigned to '{'/'.join(module.path)}'")
     lin = self._lin(module)
     delta = self._delta_for(rule, a, module)
@@ -129,7 +133,8 @@ class _Propagation:
       return None
     if self.delta.size != a.size:
       raise ValueError(f"lrp: the first-layer rule {type(rule).__name__} needs the first layer "
-                       f"('{'/'.join(module.path)}') to read the model input; it reads shape {a.shape}, "
+                       f"('{'/'.join(module.path)}') to read the model input; it reads shape "
+                       f"{a.shape}, "
                        f"the input has shape {self.delta.shape}")
     return self.delta.reshape(a.shape)
 
@@ -173,7 +178,9 @@ def lrp(model: nn.Module, variables: Any, x, targets, *,
   """LRP relevance of ``targets`` for a batch, shaped like ``x``.
 
   Args:
-    model: a Flax Linen module of supported layers (see module doc), applied in eval mode.
+    model: a Flax Linen module of supported layers (see module doc), applied in eval mode, or
+      anything with such an ``apply(variables, x)`` or any function ``(variables, x) -> logits``
+      that calls one (an edited network, a debiased model's ``apply_fn``).
     variables: its variables (``params``, ``batch_stats``).
     x: inputs [B, ...].
     targets: class indices [B] (relevance in logit units: sum(R) ~ f_target(x)), or output
@@ -188,7 +195,7 @@ def lrp(model: nn.Module, variables: Any, x, targets, *,
   def weighted_output(x, delta):
     propagation = _Propagation(composite, delta)
     with nn.intercept_methods(propagation.intercept):
-      logits = model.apply(variables, x)
+      logits = getattr(model, "apply", model)(variables, x)
     return jnp.sum(logits * jax.lax.stop_gradient(output_weights(targets, logits)))
 
   delta = jnp.zeros_like(x)

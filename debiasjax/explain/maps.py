@@ -16,7 +16,8 @@ METHODS = ("lrp", "ig")
 def saliency_maps(model, variables, x, targets, *, method: str = "lrp",
                   composite: Composite = epsilon_plus_flat(), steps: int = 50,
                   batch_size: int = 64) -> np.ndarray:
-  """Channel-summed relevance [N, H, W] of ``targets`` for NHWC images ``x``.
+  """Channel-summed relevance [N, H, W] of ``targets`` for NHWC images ``x`` under ``model`` (a
+  Flax module, or an ``apply_fn(variables, x)`` that calls one).
 
   Batches have a fixed size (the last one is padded) so one compiled program serves them all.
   """
@@ -29,7 +30,8 @@ def saliency_maps(model, variables, x, targets, *, method: str = "lrp",
   if method == "lrp":
     explain = lambda v, xb, tb: lrp(model, v, xb, tb, composite=composite)
   else:
-    explain = lambda v, xb, tb: integrated_gradients_in_groups(model.apply, v, xb, tb, steps=steps)
+    apply_fn = getattr(model, "apply", model)
+    explain = lambda v, xb, tb: integrated_gradients_in_groups(apply_fn, v, xb, tb, steps=steps)
   out = []
   for start in range(0, len(x), batch_size):
     xb, tb = x[start:start + batch_size], targets[start:start + batch_size]

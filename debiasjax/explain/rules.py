@@ -69,7 +69,8 @@ def _signed_sum(lin: Lin, a, w_for_pos, w_for_neg, b):
 
 @dataclasses.dataclass(frozen=True)
 class Epsilon:
-  """LRP-epsilon: ``R_in = a * W^T (R / stab_eps(z))``; ``epsilon=0`` is LRP-0 (= gradient x input)."""
+  """LRP-epsilon: ``R_in = a * W^T (R / stab_eps(z))``; ``epsilon=0`` is LRP-0 (gradient x
+  input)."""
   epsilon: float = 1e-6
   needs_delta = False
 
@@ -79,7 +80,8 @@ class Epsilon:
 
 @dataclasses.dataclass(frozen=True)
 class ZPlus:
-  """z+ (alpha=1, beta=0): ``z+ = W+ a+ + W- a- + b+``, ``R_in = a+ W+^T s + a- W-^T s``, s = R/stab(z+)."""
+  """z+ (alpha=1, beta=0): ``z+ = W+ a+ + W- a- + b+``, ``R_in = a+ W+^T s + a- W-^T s``,
+  ``s = R / stab(z+)``."""
   stabilizer: float = 1e-6
   needs_delta = False
 
@@ -140,7 +142,8 @@ class Flat:
 
 @dataclasses.dataclass(frozen=True)
 class WSquare:
-  """w-square (Montavon et al., 2017): ``R_in = (W^2)^T (R / stab(W^2 1 + b^2))``. First layer only."""
+  """w-square (Montavon et al., 2017): ``R_in = (W^2)^T (R / stab(W^2 1 + b^2))``; first layer
+  only."""
   stabilizer: float = 1e-6
   needs_delta = True
 
@@ -226,7 +229,8 @@ def epsilon_gamma_box(low, high, *, epsilon: float = 1e-6, gamma: float = 0.25,
                       stabilizer: float = 1e-6) -> Composite:
   """Gamma on convolutions, epsilon on dense layers, z-box(low, high) on the first layer
   (zennit ``EpsilonGammaBox``; its authors advise EpsilonPlus(Flat) for ResNets)."""
-  as_static = lambda v: tuple(float(t) for t in jnp.ravel(jnp.asarray(v))) if jnp.ndim(v) else float(v)
+  as_static = lambda v: (tuple(float(t) for t in jnp.ravel(jnp.asarray(v))) if jnp.ndim(v)
+                         else float(v))
   return Composite(conv=Gamma(gamma, stabilizer), dense=Epsilon(epsilon),
                    first=ZBox(as_static(low), as_static(high), stabilizer))
 

@@ -1,22 +1,39 @@
-"""Debiasing methods.
+"""Debiasing methods: four families, each a factory of a NamedTuple of pure functions whose fitted
+state holds arrays only (optax's shape).
 
-* Post-processors act on a fixed model's scores (:mod:`~debiasjax.methods.postprocessing`).
-* Weight searches (:mod:`~debiasjax.methods.search`) and fine-tuning methods
-  (:mod:`~debiasjax.methods.adversarial`) change the weights and pick a threshold with Savani's
-  objective (:mod:`~debiasjax.methods.objective`); :data:`WEIGHT_METHODS` holds them behind one
-  signature.
-* Concept methods (:mod:`~debiasjax.methods.concepts`, :mod:`~debiasjax.methods.clarc`) act
-  on a layer's activations: P-ClArC, mass-mean shift and LEACE edit them, A-ClArC and RR-ClArC
-  fine-tune with the concept's direction; :data:`CONCEPT_METHODS` holds them.
+* :class:`PostProcessor` ``(fit, probability, predict)`` on a fixed model's scores:
+  :func:`threshold_optimizer`, :func:`reject_option`, :func:`equalized_odds_postprocessing`,
+  :func:`calibrated_equalized_odds`, :func:`naive_threshold`
+  (:mod:`~debiasjax.methods.postprocessing`).
+* :class:`Eraser` ``(fit, apply)`` on one layer's activations: :func:`p_clarc` (plain,
+  reactive, or A-ClArC's artifact injection with ``level="concept"``), :func:`mass_mean`,
+  :func:`leace` (:mod:`~debiasjax.methods.concepts`); :func:`at_layer` places one for
+  :func:`debiasjax.debias`.
+* :class:`~debiasjax.train.Trainer` ``(init, update)`` run by :func:`debiasjax.train.fit`:
+  :func:`a_clarc_trainer`, :func:`rr_clarc_trainer` (:mod:`~debiasjax.methods.clarc`),
+  :func:`savani_trainer`, :func:`zhang_trainer` (:mod:`~debiasjax.methods.adversarial`),
+  :func:`debiasjax.train.supervised`; :func:`a_clarc`, :func:`rr_clarc`,
+  :func:`savani_adversarial`, :func:`zhang_adversarial`, :func:`fine_tune` are their
+  :class:`FineTuning` recipes (build the trainer for a model and split, train, pick the
+  threshold: :func:`tune`).
+* :class:`Search` ``(search,)`` over candidate weights: :func:`random_perturbation`,
+  :func:`layerwise_optimisation` (:mod:`~debiasjax.methods.search`).
+
+Savani's objective and threshold search, the step weight-changing methods end with:
+:class:`Objective`, :func:`threshold_search`, :func:`final_threshold`.
 """
 
-from debiasjax.methods import adversarial, clarc, concepts, objective, search
-from debiasjax.methods.clarc import METHODS as CONCEPT_METHODS, a_clarc, leace, mass_mean, p_clarc, rr_clarc
-from debiasjax.methods.adversarial import fine_tune, savani_adversarial, zhang_adversarial
-from debiasjax.methods.finetuning import METHODS as WEIGHT_METHODS
-from debiasjax.methods.objective import Objective, threshold_search
+from debiasjax.methods import adversarial, clarc, concepts, finetuning, objective, postprocessing, \
+    search
+from debiasjax.methods.adversarial import fine_tune, savani_adversarial, savani_trainer, \
+    zhang_adversarial, zhang_trainer
+from debiasjax.methods.clarc import ConceptEdit, a_clarc, a_clarc_trainer, at_layer, fit_edit, \
+    rr_clarc, rr_clarc_trainer
+from debiasjax.methods.concepts import CAV, Eraser, concept_weights, fit_cav, fit_leace, leace, \
+    mass_mean, p_clarc
+from debiasjax.methods.finetuning import Context, FineTuning, final_threshold, tune, tune_stacked
+from debiasjax.methods.objective import Objective, WeightResult, threshold_search
 from debiasjax.methods.postprocessing import (
-    METHODS as POSTPROCESSORS,
     PostProcessor,
     calibrated_equalized_odds,
     equalized_odds_postprocessing,
@@ -24,11 +41,14 @@ from debiasjax.methods.postprocessing import (
     reject_option,
     threshold_optimizer,
 )
-from debiasjax.methods.search import SearchResult, layerwise_optimisation, random_perturbation
+from debiasjax.methods.search import Search, layerwise_optimisation, random_perturbation
 
-__all__ = ["CONCEPT_METHODS", "a_clarc", "clarc", "concepts", "leace", "mass_mean", "p_clarc",
-           "rr_clarc", "POSTPROCESSORS", "WEIGHT_METHODS", "Objective", "PostProcessor", "SearchResult",
-           "adversarial", "calibrated_equalized_odds", "equalized_odds_postprocessing",
-           "fine_tune", "layerwise_optimisation", "naive_threshold", "objective",
-           "random_perturbation", "reject_option", "savani_adversarial", "search",
-           "threshold_optimizer", "threshold_search", "zhang_adversarial"]
+__all__ = ["CAV", "ConceptEdit", "Context", "Eraser", "FineTuning", "Objective", "PostProcessor",
+           "Search", "WeightResult", "a_clarc", "a_clarc_trainer", "adversarial", "at_layer",
+           "calibrated_equalized_odds", "clarc", "concept_weights", "concepts",
+           "equalized_odds_postprocessing", "final_threshold", "fine_tune", "finetuning",
+           "fit_cav", "fit_edit", "fit_leace", "layerwise_optimisation", "leace", "mass_mean",
+           "naive_threshold", "objective", "p_clarc", "postprocessing", "random_perturbation",
+           "reject_option", "rr_clarc", "rr_clarc_trainer", "savani_adversarial",
+           "savani_trainer", "search", "threshold_optimizer", "threshold_search", "tune",
+           "tune_stacked", "zhang_adversarial", "zhang_trainer"]

@@ -1,27 +1,29 @@
-"""Concept-based debiasing of a trained model: P-ClArC, mass-mean shift, LEACE (edits compiled
-into the network) and A-ClArC, RR-ClArC (fine-tuning with the concept's direction).
+"""Concept methods on a trained model: erasers placed at a layer (P-ClArC, mass-mean shift,
+LEACE) and the ClArC fine-tuning trainers (A-ClArC, RR-ClArC).
 
-Every method fits its concept on the debias split: the concept label is the protected
-attribute, the activations those of ``layer`` (default: the penultimate layer, the global
-average pool of our ResNets, as DetoxAI's ``penultimate``). With ``decorrelate=True`` (default)
-the fit is reweighed so that the protected attribute is independent of the target
-(:func:`~debiasjax.methods.concepts.concept_weights`): on data where the accessory co-occurs
-with the label, the plain mean difference would also carry the label's direction and its
-removal would remove the task. All return a :class:`ConceptResult` whose ``model`` is what to
-score and explain (an :class:`~debiasjax.models.taps.Intervened` model for the edits, the
-plain model with new weights after fine-tuning).
+The concept is the protected attribute; its activations are those of the chosen layer on the
+debias split. With ``decorrelate=True`` (default) the fit is reweighed so that the protected
+attribute is independent of the target (:func:`~debiasjax.methods.concepts.concept_weights`):
+on data where the accessory co-occurs with the label, the plain mean difference would also
+carry the label's direction and its removal would remove the task.
 
-Fine-tuning (A-ClArC, RR-ClArC) runs the network in evaluation mode (BatchNorm statistics
-frozen, as the ClArC code freezes BatchNorm), trains the modules after ``layer`` by default
-(the pattern-CAV code; ``trainable="head"`` is the RR-ClArC code's, ``"all"`` DetoxAI's),
-with Adam, in one compiled ``lax.scan``. RR-ClArC's ``lam`` may be a sequence: the runs are
-vmapped, and ``variables`` come back stacked along a leading axis.
+* :class:`ConceptEdit` / :func:`fit_edit` -- an :class:`~debiasjax.methods.concepts.Eraser`
+  fitted at a layer and compiled into the network (:class:`~debiasjax.models.Intervened`).
+* :func:`a_clarc_trainer`, :func:`rr_clarc_trainer` -- pure :class:`~debiasjax.train.Trainer`
+  factories; :func:`a_clarc`, :func:`rr_clarc` -- their :class:`FineTuning` recipes, which fit
+  the concept on the debias split first. Fine-tuning runs the network in evaluation mode
+  (BatchNorm statistics frozen, as the ClArC code freezes BatchNorm), trains the modules after
+  the layer by default (the pattern-CAV code; ``trainable="head"`` is the RR-ClArC code's,
+  ``"all"`` DetoxAI's), with Adam.
+
+RR-ClArC's ``lam`` lives in the trainer's state, so a sweep over lambda is K stacked states
+trained in one vmapped program (``train.fit(..., stacked=True)``).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -29,124 +31,177 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from debiasjax.data.dataset import Split
-from debiasjax.evaluate import map_batches
+from debiasjax import _checks
+from debiasjax.evaluate import BATCH, positive_probability, scores_and_activations
 from debiasjax.methods import concepts as C
-from debiasjax.methods.search import check_int
-from debiasjax.models.taps import Intervened, Tap, tap, top_level_call_order
-from debiasjax.train import weighted_cross_entropy
+from debiasjax.methods.finetuning import Context, FineTuning, adam_on, check_training, \
+    trainable_modules
+from debiasjax.models.taps import Intervened, Tap, penultimate_layer, tap
+from debiasjax.train import Trainer, weighted_cross_entropy
 
 CRITERIA = ("max_logit", "target_logit", "all_logits", "all_logits_random", "logprobs")
-TRAINABLE = ("after", "head", "all")
 
 
-class ConceptResult(NamedTuple):
-  """What to score and explain (``model.apply(variables, x)``), the decision threshold on
-  P(y = 1), and the fitted concept (a CAV or a LEACE eraser)."""
-  model: Any
-  variables: Any
-  threshold: float
+# --- Erasers at a layer ------------------------------------------------------------------------
+
+class ConceptEdit(NamedTuple):
+  """An eraser as :func:`debiasjax.debias` runs it: fitted on the activations of ``layer`` (None:
+  the penultimate layer) with the protected attribute as the concept, then applied inside the
+  network."""
+  eraser: C.Eraser
+  layer: Optional[str] = None
+  decorrelate: bool = True
+
+
+def at_layer(layer: Optional[str], eraser: C.Eraser, *, decorrelate: bool = True) -> ConceptEdit:
+  """Places ``eraser`` at the module ``layer`` (e.g. ``"stage2"``)."""
+  return ConceptEdit(eraser, layer, decorrelate)
+
+
+def layer_activations(model, variables, x, layer: str, *, batch_size: int = BATCH) -> np.ndarray:
+  """The outputs of ``layer`` for every row of ``x`` (eval mode; the program that scores the
+  model, :func:`~debiasjax.evaluate.scores_and_activations`)."""
+  return scores_and_activations(model, variables, x, layer, batch_size=batch_size)[1]
+
+
+def concept_fit_weights(data, decorrelate: bool):
+  """The sample weights of a concept fit on ``data`` (protected attribute vs target)."""
+  return C.concept_weights(data.group, target=data.y) if decorrelate else None
+
+
+def fit_edit(edit: ConceptEdit, model, variables, data, *,
+             activations: Optional[np.ndarray] = None) -> tuple[Intervened, Any]:
+  """Fits ``edit.eraser`` on ``data`` (the debias split) and returns the edited model
+  (``model.apply`` with the eraser at the layer) and the eraser's state. ``activations``: the
+  layer's outputs on ``data.x`` when already computed."""
+  layer = edit.layer or penultimate_layer(model, variables, data.x[:1])
+  acts = layer_activations(model, variables, data.x, layer) if activations is None else activations
+  state = edit.eraser.fit(acts, data.group, concept_fit_weights(data, edit.decorrelate))
+  return Intervened(model, layer, functools.partial(edit.eraser.apply, state)), state
+
+
+@functools.lru_cache(maxsize=64)
+def _suffix_scorer(model, layer: str, apply):
+  t = tap(model, layer)
+
+  def score(variables, state, x, a):
+    # The layer's output is replaced by the edited cached activations, so everything before
+    # the layer is dead code that XLA removes: only the rest of the network runs.
+    return positive_probability(t.apply(variables, x, lambda _: apply(state, a)))
+
+  return jax.jit(score)
+
+
+def edited_scores(model, variables, layer: str, apply, state, x, activations, *,
+                  batch_size: int = BATCH) -> np.ndarray:
+  """P(y = 1) of the network with ``apply(state, a)`` at ``layer``, from the layer's cached
+  ``activations`` of ``x``: the edit changes nothing before the layer, so only the layers after
+  it run (fixed-size batches, the last padded)."""
+  n = len(x)
+  size = min(batch_size, n)
+  score = _suffix_scorer(model, layer, apply)
+  out = []
+  for start in range(0, n, size):
+    xb, ab = np.asarray(x[start:start + size]), np.asarray(activations[start:start + size])
+    pad = size - len(xb)
+    if pad:
+      xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+      ab = np.concatenate([ab, np.zeros((pad, *ab.shape[1:]), ab.dtype)])
+    out.append(np.asarray(score(variables, state, xb, ab))[:size - pad])
+  return np.concatenate(out)
+
+
+# --- A-ClArC ---------------------------------------------------------------------------------
+
+def _concept_and_optimizer(ctx: Context, eraser: C.Eraser, decorrelate: bool, trainable: str,
+                           learning_rate: float):
+  """The concept fitted at the context's layer on its split, and Adam on the modules to
+  train: what both ClArC fine-tunings start from."""
+  data = ctx.data
+  acts = layer_activations(ctx.model, ctx.variables, data.x, ctx.layer)
+  state = eraser.fit(acts, data.group, concept_fit_weights(data, decorrelate))
+  modules = trainable_modules(ctx.model, ctx.variables, data.x, ctx.layer, trainable)
+  return state, adam_on(float(learning_rate), modules)
+
+
+@functools.lru_cache(maxsize=32)
+def _eraser(level: str, cav: str, pooling: str) -> C.Eraser:
+  """The P-ClArC eraser of a setting, one object per setting (see ``_a_clarc_update``)."""
+  return C.p_clarc(cav=cav, pooling=pooling, level=level)
+
+
+class ConceptTrainState(NamedTuple):
+  """A training state with the fitted concept: an argument of the compiled step, not a
+  constant baked into it, so refits (other seeds, other data) reuse the compiled program."""
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
   concept: Any
-  layer: str
 
 
-def default_layer(model: nn.Module) -> str:
-  """The penultimate layer: ``pool`` (the ResNets' global average pool) or the MLP's last
-  hidden layer."""
-  from debiasjax.models.mlp import MLP
-  from debiasjax.models.resnet import ResNet
-  if isinstance(model, MLP):
-    return f"layer{model.num_layers}"
-  if isinstance(model, ResNet):
-    return "pool"
-  raise ValueError(f"model: no default concept layer for {type(model).__name__}; pass layer=")
+def a_clarc_trainer(model: nn.Module, layer: str, inject, concept,
+                    tx: optax.GradientTransformation) -> Trainer:
+  """A-ClArC's fine-tuning: cross-entropy of the model whose ``layer`` output goes through
+  ``inject(concept, a)`` (an eraser's ``apply`` and fitted state moving every sample's concept
+  coordinate to the concept level, so the concept no longer tells the classes apart and the
+  network must use other evidence), eval mode (BatchNorm statistics frozen)."""
+  def init(key, variables):
+    del key
+    params = variables["params"]
+    rest = {k: v for k, v in variables.items() if k != "params"}
+    return ConceptTrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params), concept)
+
+  return Trainer(init, _a_clarc_update(model, layer, inject, tx))
 
 
-def _activations(model, variables, split: Split, layer: str, batch_size: int = 256):
-  return map_batches(tap(model, layer).activations, variables, split.x, batch_size=batch_size)
+@functools.lru_cache(maxsize=32)
+def _a_clarc_update(model, layer, inject, tx):
+  """One update per setting: refits (new concepts, other seeds) share its compiled step."""
+  t = tap(model, layer)
+
+  def update(state: ConceptTrainState, batch, key):
+    del key
+
+    def loss_fn(params):
+      logits = t.apply({"params": params, **state.model_state}, batch["x"],
+                       lambda a: inject(state.concept, a))
+      return weighted_cross_entropy(logits, batch["y"]), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return state._replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                          opt_state=opt_state), {
+        "loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["y"])}
+
+  return update
 
 
-def _weights(split: Split, decorrelate: bool) -> Optional[np.ndarray]:
-  return C.concept_weights(split.group, target=split.y) if decorrelate else None
+def a_clarc(*, cav: str = "signal", pooling: str = "max", trainable: str = "after",
+            learning_rate: float = 1e-3, num_steps: int = 100, batch_size: int = 64,
+            layer: Optional[str] = None, decorrelate: bool = True) -> FineTuning:
+  """A-ClArC (Anders et al. 2022): fit the concept's CAV at ``layer`` on the debias split, then
+  fine-tune with the artifact injected into every sample (``h(a) = a + (L1 - v^T pool(a)) v``);
+  the injection is off at evaluation. Threshold 0.5."""
+  check_training(num_steps, batch_size, learning_rate)
+  _checks.check_option("trainable", trainable, ("after", "head", "all"))
+  eraser = _eraser("concept", cav, pooling)
+
+  def trainer(ctx: Context) -> Trainer:
+    state, tx = _concept_and_optimizer(ctx, eraser, decorrelate, trainable, learning_rate)
+    return a_clarc_trainer(ctx.model, ctx.layer, eraser.apply, state, tx)
+
+  return FineTuning(trainer, num_steps, batch_size, layer=layer)
 
 
-def _fit(model, variables, split, layer, kind, pooling, decorrelate):
-  layer = layer or default_layer(model)
-  a = _activations(model, variables, split, layer)
-  return layer, a, C.fit_cav(a, split.group, kind=kind, pooling=pooling,
-                             weights=_weights(split, decorrelate))
-
-
-# --- Edits compiled into the model ------------------------------------------------------------
-
-def p_clarc(model, variables, split: Split, *, layer: Optional[str] = None, cav: str = "signal",
-            pooling: str = "max", reactive: bool = False, decorrelate: bool = True,
-            alpha: float = 1.0) -> ConceptResult:
-  """P-ClArC (Anders et al. 2022): ``h(a) = (I - v v^T) a + v v^T mu_clean`` at ``layer``
-  (a uniform spatial shift for pooled maps), weights unchanged. ``reactive=True`` edits only
-  samples an SVM CAV reads the concept in (R-ClArC)."""
-  layer, a, fitted = _fit(model, variables, split, layer, cav, pooling, decorrelate)
-  gate = (C.fit_cav(a, split.group, kind="svm", pooling=pooling,
-                    weights=_weights(split, decorrelate)) if reactive else None)
-  edit = C.project_to(fitted, gate=gate, alpha=alpha)
-  return ConceptResult(Intervened(model, layer, edit), variables, 0.5, fitted, layer)
-
-
-def mass_mean(model, variables, split: Split, *, layer: Optional[str] = None,
-              direction: str = "signal", gated: bool = True, pooling: str = "none",
-              decorrelate: bool = True) -> ConceptResult:
-  """Mass-mean shift ``h(a) = a - (mu_concept - mu_clean)`` (poster ``000``, Marks & Tegmark)
-  on the samples the covariance-corrected (LDA) probe reads the concept in; ``direction="lda"``
-  shifts along the probe's direction instead. ``gated=False`` shifts every sample (a constant
-  translation: see :func:`~debiasjax.methods.concepts.mass_mean_shift`)."""
-  if direction not in ("signal", "lda"):
-    raise ValueError(f"direction: expected 'signal' or 'lda', got {direction!r}")
-  layer, a, fitted = _fit(model, variables, split, layer, direction, pooling, decorrelate)
-  probe = None
-  if gated:
-    probe = fitted if direction == "lda" else C.fit_cav(
-        a, split.group, kind="lda", pooling=pooling, weights=_weights(split, decorrelate))
-  edit = C.mass_mean_shift(fitted, probe=probe)
-  return ConceptResult(Intervened(model, layer, edit), variables, 0.5, fitted, layer)
-
-
-def leace(model, variables, split: Split, *, layer: Optional[str] = None,
-          decorrelate: bool = True, method: str = "leace", shrinkage: bool = True,
-          svd_tol: float = 0.01) -> ConceptResult:
-  """LEACE (Belrose et al. 2023) of the protected attribute on ``layer``'s flattened output."""
-  layer = layer or default_layer(model)
-  a = _activations(model, variables, split, layer)
-  eraser = C.fit_leace(a, split.group, weights=_weights(split, decorrelate), method=method,
-                       shrinkage=shrinkage, svd_tol=svd_tol)
-  return ConceptResult(Intervened(model, layer, eraser), variables, 0.5, eraser, layer)
-
-
-# --- Fine-tuning: A-ClArC and RR-ClArC -------------------------------------------------------
-
-def trainable_mask(model: nn.Module, variables, x, layer: str, trainable: str) -> Any:
-  """Boolean pytree over ``params``: the top-level modules called after ``layer``'s
-  (``after``), only ``head`` (``head``), or everything (``all``)."""
-  if trainable not in TRAINABLE:
-    raise ValueError(f"trainable: expected one of {TRAINABLE}, got {trainable!r}")
-  order = top_level_call_order(model, variables, x[:1])
-  top = layer.split("/")[0]
-  if trainable == "all":
-    chosen = set(order)
-  elif trainable == "head":
-    chosen = {order[-1]}
-  else:
-    chosen = set(order[order.index(top) + 1:]) if top in order else set()
-  if not chosen & set(variables["params"]):
-    raise ValueError(f"trainable: no parameters to train after layer {layer!r}; use "
-                     "trainable='all' or an earlier layer")
-  return {k: jax.tree.map(lambda _: k in chosen, v) for k, v in variables["params"].items()}
-
+# --- RR-ClArC --------------------------------------------------------------------------------
 
 def rr_penalty(t: Tap, variables, x, y, key, cav: C.CAV, *, criterion: str,
-               aggregation: str = "l2"):
+               aggregation: str = "l2", pooling: str = "max"):
   """RR-ClArC's penalty and the logits from one pass: ``mean_b (v^T g_b)^2`` (``l2``) or
   ``mean_b |v^T g_b|`` (``l1``), ``g_b = d s(f(x_b)) / d a_b`` with ``s`` the ``criterion``
-  (``all_logits_random``: logits times random signs), spatially averaged for pooled CAVs.
+  (``all_logits_random``: logits times random signs), spatially averaged for pooled CAVs
+  (``pooling`` not ``"none"``).
 
   ``t`` is the layer's :class:`~debiasjax.models.taps.Tap`; the gradient is taken through the
   edit ``a -> a + delta`` at ``delta = 0``, so differentiating the penalty differentiates
@@ -168,110 +223,87 @@ def rr_penalty(t: Tap, variables, x, y, key, cav: C.CAV, *, criterion: str,
     return s.sum(), logits
 
   g, logits = jax.grad(score, has_aux=True)(jnp.zeros(a_shape.shape, a_shape.dtype))
-  if g.ndim == 4 and cav.pooling != "none":
+  if g.ndim == 4 and pooling != "none":
     g = g.mean(axis=(1, 2))
-  along = C._dot(g, cav.direction.astype(g.dtype))
+  along = C.dot(g, cav.direction.astype(g.dtype))
   penalty = jnp.mean(along ** 2) if aggregation == "l2" else jnp.mean(jnp.abs(along))
   return penalty, logits
 
 
-def _fine_tune(loss_fn, variables, split: Split, mask, *, key, learning_rate: float,
-               num_steps: int, batch_size: int, hyper):
-  """Adam on the masked parameters for ``num_steps`` minibatches, one compiled scan; vmapped
-  over a leading axis of ``hyper`` when it has one."""
-  x, y = jnp.asarray(split.x), jnp.asarray(split.y)
-  batch_size = min(batch_size, len(split))
-  labels = jax.tree.map(lambda m: "train" if m else "freeze", mask)
-  tx = optax.multi_transform({"train": optax.adam(learning_rate),
-                              "freeze": optax.set_to_zero()}, labels)
-  rest = {k: v for k, v in variables.items() if k != "params"}
-  n = len(split)
+class RRState(NamedTuple):
+  """A training state with RR-ClArC's ``lam`` (a scalar array, so lambda sweeps stack) and the
+  concept's CAV (an argument of the compiled step, so refits reuse it)."""
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  lam: jax.Array
+  cav: C.CAV
 
-  def run(h):
-    def step(carry, t):
-      params, opt = carry
-      k_batch, k_loss = jax.random.split(jax.random.fold_in(key, t))
-      idx = jax.random.choice(k_batch, n, (batch_size,), replace=False)
-      loss, grads = jax.value_and_grad(loss_fn)(params, rest, x[idx], y[idx], k_loss, h)
-      updates, opt = tx.update(grads, opt, params)
-      return (optax.apply_updates(params, updates), opt), loss
 
+def _check_rr(criterion, aggregation, lam) -> None:
+  _checks.check_option("criterion", criterion, CRITERIA)
+  _checks.check_option("aggregation", aggregation, ("l2", "l1"))
+  if isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)) \
+      or not (np.isfinite(lam) and lam >= 0):
+    raise ValueError(f"lam: expected a non-negative number, got {lam!r}")
+
+
+def rr_clarc_trainer(model: nn.Module, layer: str, cav: C.CAV, tx: optax.GradientTransformation,
+                     *, lam: float = 1.0, criterion: str = "all_logits_random",
+                     aggregation: str = "l2", pooling: str = "max") -> Trainer:
+  """RR-ClArC (Dreyer et al. 2024): ``CE + lam * mean_b (v^T d s / d a_b)^2``
+  (:func:`rr_penalty`), eval mode. Batches: ``x``, ``y``; the step key's second half draws the
+  random signs of ``all_logits_random``."""
+  _check_rr(criterion, aggregation, lam)
+
+  def init(key, variables):
+    del key
     params = variables["params"]
-    (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(num_steps))
-    return {"params": params, **rest}, losses
+    rest = {k: v for k, v in variables.items() if k != "params"}
+    return RRState(jnp.zeros((), jnp.int32), params, rest, tx.init(params), jnp.float32(lam),
+                   cav)
 
-  h = jnp.asarray(hyper, jnp.float32)
-  return jax.jit(jax.vmap(run) if h.ndim else run)(h)
-
-
-def _check_training(num_steps, batch_size, learning_rate, split):
-  check_int("num_steps", num_steps, 1)
-  check_int("batch_size", batch_size, 1)
-  if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-    raise ValueError(f"learning_rate: expected a positive number, got {learning_rate!r}")
+  return Trainer(init, _rr_clarc_update(model, layer, tx, criterion, aggregation, pooling))
 
 
-def a_clarc(model, variables, split: Split, *, key: jax.Array, layer: Optional[str] = None,
-            cav: str = "signal", pooling: str = "max", decorrelate: bool = True,
-            trainable: str = "after", learning_rate: float = 1e-3, num_steps: int = 100,
-            batch_size: int = 64) -> ConceptResult:
-  """A-ClArC: fine-tune with every sample's concept coordinate moved to the concept mean
-  (``h(a) = a + (L1 - v^T pool(a)) v``), so the concept no longer tells the classes apart and
-  the network must use other evidence; the injection is off at evaluation."""
-  _check_training(num_steps, batch_size, learning_rate, split)
-  layer, _, fitted = _fit(model, variables, split, layer, cav, pooling, decorrelate)
-  inject = C.project_to(fitted, fitted.concept_level)
+@functools.lru_cache(maxsize=32)
+def _rr_clarc_update(model, layer, tx, criterion, aggregation, pooling):
+  """One update per setting (lambda and the CAV are in the state): refits share its step."""
   t = tap(model, layer)
-  mask = trainable_mask(model, variables, split.x, layer, trainable)
 
-  def loss_fn(params, rest, x, y, key, _):
-    return weighted_cross_entropy(t.apply({"params": params, **rest}, x, inject), y)
+  def update(state: RRState, batch, key):
+    _, k_loss = jax.random.split(key)
 
-  new, _ = _fine_tune(loss_fn, variables, split, mask, key=key, learning_rate=learning_rate,
-                      num_steps=num_steps, batch_size=batch_size, hyper=0.0)
-  return ConceptResult(model, new, 0.5, fitted, layer)
+    def loss_fn(params):
+      penalty, logits = rr_penalty(t, {"params": params, **state.model_state}, batch["x"],
+                                   batch["y"], k_loss, state.cav, criterion=criterion,
+                                   aggregation=aggregation, pooling=pooling)
+      return weighted_cross_entropy(logits, batch["y"]) + state.lam * penalty, penalty
 
+    (loss, penalty), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return state._replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                          opt_state=opt_state), {"loss": loss, "penalty": penalty}
 
-def rr_clarc(model, variables, split: Split, *, key: jax.Array, layer: Optional[str] = None,
-             lam: Union[float, Sequence[float]] = 1.0, criterion: str = "all_logits_random",
-             aggregation: str = "l2", cav: str = "signal", pooling: str = "max",
-             decorrelate: bool = True, trainable: str = "after", learning_rate: float = 1e-3,
-             num_steps: int = 100, batch_size: int = 64) -> ConceptResult:
-  """RR-ClArC (Dreyer et al. 2024): fine-tune with ``CE + lam * mean_b (v^T d s / d a_b)^2``
-  (:func:`rr_penalty`; the pattern-CAV code's defaults ``all_logits_random`` and ``l2``).
-  A sequence ``lam`` trains one model per value in one vmapped program; ``variables`` are then
-  stacked along a leading axis."""
-  if criterion not in CRITERIA:
-    raise ValueError(f"criterion: expected one of {CRITERIA}, got {criterion!r}")
-  if aggregation not in ("l2", "l1"):
-    raise ValueError(f"aggregation: expected 'l2' or 'l1', got {aggregation!r}")
-  lams = np.asarray(lam, np.float32)
-  if lams.ndim > 1 or not (np.isfinite(lams).all() and (lams >= 0).all()) or lams.size == 0:
-    raise ValueError(f"lam: expected a non-negative number or a list of them, got {lam!r}")
-  _check_training(num_steps, batch_size, learning_rate, split)
-  layer, _, fitted = _fit(model, variables, split, layer, cav, pooling, decorrelate)
-  t = tap(model, layer)
-  mask = trainable_mask(model, variables, split.x, layer, trainable)
-
-  def loss_fn(params, rest, x, y, key, lam):
-    penalty, logits = rr_penalty(t, {"params": params, **rest}, x, y, key, fitted,
-                                 criterion=criterion, aggregation=aggregation)
-    return weighted_cross_entropy(logits, y) + lam * penalty
-
-  new, _ = _fine_tune(loss_fn, variables, split, mask, key=key, learning_rate=learning_rate,
-                      num_steps=num_steps, batch_size=batch_size, hyper=lams)
-  return ConceptResult(model, new, 0.5, fitted, layer)
+  return update
 
 
-def _with_key(method):
-  @functools.wraps(method)
-  def run(model, variables, split, *, key, **kwargs):
-    return method(model, variables, split, **kwargs)
-  return run
+def rr_clarc(*, lam: float = 1.0, criterion: str = "all_logits_random", aggregation: str = "l2",
+             cav: str = "signal", pooling: str = "max", trainable: str = "after",
+             learning_rate: float = 1e-3, num_steps: int = 100, batch_size: int = 64,
+             layer: Optional[str] = None, decorrelate: bool = True) -> FineTuning:
+  """RR-ClArC: fit the concept's CAV at ``layer`` on the debias split, then fine-tune with
+  :func:`rr_clarc_trainer` (the pattern-CAV code's defaults ``all_logits_random`` and ``l2``).
+  Threshold 0.5."""
+  check_training(num_steps, batch_size, learning_rate)
+  _check_rr(criterion, aggregation, lam)
+  _checks.check_option("trainable", trainable, ("after", "head", "all"))
+  eraser = _eraser("clean", cav, pooling)
 
+  def trainer(ctx: Context) -> Trainer:
+    state, tx = _concept_and_optimizer(ctx, eraser, decorrelate, trainable, learning_rate)
+    return rr_clarc_trainer(ctx.model, ctx.layer, state.cav, tx, lam=lam, criterion=criterion,
+                            aggregation=aggregation, pooling=pooling)
 
-# Behind debias(): every entry is called as method(model, variables, split, *, key, **kwargs).
-METHODS = {"p_clarc": _with_key(p_clarc), "mass_mean": _with_key(mass_mean),
-           "leace": _with_key(leace), "a_clarc": a_clarc, "rr_clarc": rr_clarc}
-TARGETS = {"p_clarc": p_clarc, "mass_mean": mass_mean, "leace": leace, "a_clarc": a_clarc,
-           "rr_clarc": rr_clarc}
+  return FineTuning(trainer, num_steps, batch_size, layer=layer)

@@ -31,6 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from debiasjax.metrics.confusion import accuracy_from_confusion, \
+    balanced_accuracy_from_confusion, rates_from_confusion, ratio
+
 SIMPLE_CONSTRAINTS = {
     "demographic_parity": "selection_rate", "selection_rate_parity": "selection_rate",
     "true_positive_rate_parity": "true_positive_rate",
@@ -61,17 +64,17 @@ class ThresholdState(NamedTuple):
 
 
 def _metric(name, tp, fp, tn, fn):
-  pos, neg = tp + fn, fp + tn
-  safe = lambda a, b: jnp.where(b > 0, a / jnp.where(b > 0, b, 1.0), 0.0)
-  return {
-      "selection_rate": lambda: safe(tp + fp, pos + neg),
-      "true_positive_rate": lambda: safe(tp, pos),
-      "false_positive_rate": lambda: safe(fp, neg),
-      "true_negative_rate": lambda: safe(tn, neg),
-      "false_negative_rate": lambda: safe(fn, pos),
-      "accuracy": lambda: safe(tp + tn, pos + neg),
-      "balanced_accuracy": lambda: 0.5 * safe(tp, pos) + 0.5 * safe(tn, neg),
-  }[name]()
+  """A rate of (elementwise) counts, through the confusion-table kernel."""
+  c = jnp.stack([jnp.stack([tn, fp], -1), jnp.stack([fn, tp], -1)], -2)[..., None, :, :]
+  if name == "accuracy":
+    return accuracy_from_confusion(c)
+  if name == "balanced_accuracy":
+    return balanced_accuracy_from_confusion(c)
+  if name == "true_negative_rate":
+    return ratio(tn, tn + fp)
+  if name == "false_negative_rate":
+    return ratio(fn, fn + tp)
+  return getattr(rates_from_confusion(c), name)[..., 0]
 
 
 def _upper_hull(x, y, valid):
@@ -131,7 +134,8 @@ def _group_curve(scores, y, w, grid, *, x_metric, y_metric, flip):
   hx = jnp.where(in_hull, px[point], jnp.inf)
   hy = jnp.where(in_hull, py[point], 0.0)
 
-  # fairlearn's _get_interpolation_indices: x[i] < grid <= x[i + 1] (first grid point: x[i] <= grid).
+  # fairlearn's _get_interpolation_indices: x[i] < grid <= x[i + 1] (first grid point:
+  # x[i] <= grid).
   idx = jnp.searchsorted(hx, grid, side="right") - 1
   idx = jnp.where((jnp.arange(grid.shape[0]) > 0) & (grid == hx[idx]), idx - 1, idx)
   idx = jnp.clip(idx, 0, jnp.maximum(h - 2, 0))
@@ -174,7 +178,8 @@ def fit_thresholds(scores, y_true, groups, *, num_groups: int, constraint: str, 
     y_best = y_min[best]
     y_g = curve[:, best]
     lift = y_g - grid[best]
-    p_ignore = jnp.where(jnp.abs(lift) > 1e-7, (y_g - y_best) / jnp.where(lift != 0, lift, 1.0), 0.0)
+    p_ignore = jnp.where(jnp.abs(lift) > 1e-7, (y_g - y_best) / jnp.where(lift != 0, lift, 1.0),
+                         0.0)
   return ThresholdState(
       threshold=jnp.stack([t0[:, best], t1[:, best]], -1),
       greater=jnp.stack([g0[:, best], g1[:, best]], -1),

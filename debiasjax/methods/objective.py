@@ -26,61 +26,26 @@ Example:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from debiasjax.metrics.fairness import rates_from_confusion
+from debiasjax.metrics.confusion import SIGNED as SIGNED_BIASES, accuracy_from_confusion, \
+    balanced_accuracy_from_confusion, signed_difference, unsigned_gap
+from debiasjax.metrics.fairness import savani_objective_v1, savani_objective_v2
 from debiasjax.metrics.sweep import confusion_at_thresholds
 
-SIGNED_BIASES = ("statistical_parity", "equal_opportunity", "average_odds")
 UNSIGNED_BIASES = ("demographic_parity", "equalized_odds")
 BIASES = SIGNED_BIASES + UNSIGNED_BIASES
 SHORT = {"statistical_parity": "SPD", "equal_opportunity": "EOD", "average_odds": "AOD",
          "demographic_parity": "DP", "equalized_odds": "EO"}
 
 
-def _rates(c: jax.Array) -> tuple:
-  """Selection rate, TPR, FPR and weight of [..., K, 2, 2] confusions, each [..., K]."""
-  r = rates_from_confusion(c.reshape(-1, 2, 2))
-  return tuple(v.reshape(c.shape[:-2]) for v in (
-      r.selection_rate, r.true_positive_rate, r.false_positive_rate, r.weight))
-
-
-def signed_difference(name: str, c: jax.Array, *, privileged: int = 1) -> jax.Array:
-  """AIF360's unprivileged - privileged difference of [..., G, 2, 2] confusions, every group
-  but ``privileged`` pooled: SPD = sel_u - sel_p (``statistical_parity``), EOD = TPR_u - TPR_p
-  (``equal_opportunity``), AOD = ((FPR_u - FPR_p) + (TPR_u - TPR_p)) / 2 (``average_odds``).
-  An empty group gives rate 0 (Savani's code)."""
-  priv = c[..., privileged, :, :]
-  sel, tpr, fpr, _ = _rates(jnp.stack([c.sum(-3) - priv, priv], axis=-3))
-  d = lambda v: v[..., 0] - v[..., 1]
-  if name == "statistical_parity":
-    return d(sel)
-  if name == "equal_opportunity":
-    return d(tpr)
-  return 0.5 * (d(fpr) + d(tpr))
-
-
-def unsigned_gap(name: str, c: jax.Array) -> jax.Array:
-  """fairlearn's max - min over the groups present of [..., G, 2, 2] confusions:
-  ``demographic_parity`` (selection rate), ``equalized_odds`` (the larger of the TPR and FPR
-  gaps), ``equal_opportunity`` (TPR), ``average_odds`` (mean of the TPR and FPR gaps)."""
-  sel, tpr, fpr, weight = _rates(c)
-  present = weight > 0
-  spread = lambda v: (jnp.where(present, v, -jnp.inf).max(-1) - jnp.where(present, v, jnp.inf).min(-1))
-  if name == "demographic_parity":
-    return spread(sel)
-  d_tpr, d_fpr = spread(tpr), spread(fpr)
-  return {"equalized_odds": jnp.maximum(d_tpr, d_fpr), "equal_opportunity": d_tpr,
-          "average_odds": 0.5 * (d_tpr + d_fpr)}[name]
-
-
 def bias_from_confusion(c: jax.Array, bias: str, *, privileged: int = 1) -> jax.Array:
-  """The bias measure of [..., G, 2, 2] confusion tables ``C[g, y, y_hat]``: a
-  :func:`signed_difference` for :data:`SIGNED_BIASES`, an :func:`unsigned_gap` for
-  :data:`UNSIGNED_BIASES`."""
+  """The bias measure of [..., G, 2, 2] confusion tables ``C[g, y, y_hat]``: AIF360's
+  :func:`~debiasjax.metrics.signed_difference` for :data:`SIGNED_BIASES`, fairlearn's
+  :func:`~debiasjax.metrics.unsigned_gap` for :data:`UNSIGNED_BIASES`."""
   if bias not in BIASES:
     raise ValueError(f"bias: expected one of {list(BIASES)}, got {bias!r}")
   num_groups = c.shape[-3]
@@ -92,13 +57,10 @@ def bias_from_confusion(c: jax.Array, bias: str, *, privileged: int = 1) -> jax.
 
 
 def performance_from_confusion(c: jax.Array, performance: str) -> jax.Array:
-  """Accuracy or balanced accuracy (0.5 (TPR + TNR)) of [..., G, 2, 2] confusions, all groups."""
-  total = c.sum(-3)
+  """Accuracy or balanced accuracy of [..., G, 2, 2] confusions, all groups pooled."""
   if performance == "accuracy":
-    return (total[..., 0, 0] + total[..., 1, 1]) / jnp.maximum(total.sum((-1, -2)), 1e-12)
-  tpr = total[..., 1, 1] / jnp.maximum(total[..., 1, :].sum(-1), 1e-12)
-  tnr = total[..., 0, 0] / jnp.maximum(total[..., 0, :].sum(-1), 1e-12)
-  return 0.5 * (tpr + tnr)
+    return accuracy_from_confusion(c)
+  return balanced_accuracy_from_confusion(c)
 
 
 class Objective(NamedTuple):
@@ -112,7 +74,8 @@ class Objective(NamedTuple):
     epsilon: v2's bias bound (0.05).
     margin: v2 searches with ``epsilon - margin`` (0.01 for random / layer-wise, 0.02 for
       adversarial in the paper's code); final scores use ``epsilon``.
-    privileged: privileged group code of the signed measures.
+    privileged: privileged group code of the signed measures (the data's, when a caller gives
+      it: :func:`check_objective`).
   """
   version: str = "v1"
   bias: str = "statistical_parity"
@@ -135,14 +98,17 @@ class Objective(NamedTuple):
     if not 0.0 <= self.margin < self.epsilon:
       raise ValueError(f"epsilon, margin: expected 0 <= margin < epsilon, got {self.margin}, "
                        f"{self.epsilon}")
+    if isinstance(self.privileged, bool) or not isinstance(self.privileged, int) \
+        or self.privileged < 0:
+      raise ValueError(f"privileged: expected a group code (int >= 0), got {self.privileged!r}")
     return self
 
   def phi(self, bias, performance, *, search: bool = False) -> jax.Array:
     """The paper's phi (v1: lower is better; v2: higher is better)."""
     if self.version == "v1":
-      return self.lam * jnp.abs(bias) + (1.0 - self.lam) * (1.0 - performance)
-    bound = self.epsilon - (self.margin if search else 0.0)
-    return jnp.where(jnp.abs(bias) < bound, performance, 0.0)
+      return savani_objective_v1(bias, performance, lam=self.lam)
+    return savani_objective_v2(bias, performance,
+                               epsilon=self.epsilon - (self.margin if search else 0.0))
 
   def score(self, phi) -> jax.Array:
     """Higher is better: ``-phi`` for v1, ``phi`` for v2."""
@@ -154,6 +120,20 @@ class Objective(NamedTuple):
     perf = performance_from_confusion(c, self.performance)
     phi = self.phi(bias, perf, search=search)
     return {"phi": phi, "score": self.score(phi), "bias": bias, "performance": perf}
+
+
+class WeightResult(NamedTuple):
+  """New weights (from a search or fine-tuning), their threshold with its objective on the
+  debias split (``phi``, ``score``, ``bias``, ``performance``; NaN without an objective), a
+  trace, and the trainer's final state (fine-tuning)."""
+  variables: Any
+  threshold: jax.Array
+  phi: jax.Array
+  score: jax.Array
+  bias: jax.Array
+  performance: jax.Array
+  trace: dict
+  state: Any = None
 
 
 class ThresholdChoice(NamedTuple):
@@ -209,7 +189,7 @@ def threshold_search(objective: Objective, scores, y, groups, *, num_groups: int
                          ev["performance"].mean(0)[best])
 
 
-def check_objective(objective) -> Objective:
+def as_objective(objective) -> Objective:
   """Accepts an :class:`Objective` or a dict of its fields; validates it."""
   if isinstance(objective, dict):
     objective = Objective(**objective)
@@ -217,3 +197,9 @@ def check_objective(objective) -> Objective:
     raise ValueError(f"objective: expected an Objective or a dict of its fields, got {objective!r}")
   return objective.check()
 
+
+def check_objective(objective, privileged: Optional[int] = None) -> Objective:
+  """:func:`as_objective`, with the data's ``privileged`` group when given (it is a property of
+  the data: :func:`debiasjax.debias` passes the benchmark's)."""
+  objective = as_objective(objective)
+  return objective if privileged is None else objective._replace(privileged=int(privileged))

@@ -2,16 +2,21 @@
 
 Every method is a factory returning a :class:`PostProcessor` of pure functions:
 
-* ``fit(scores, y, groups, *, sample_weight=None) -> state`` on the debias split;
+* ``fit(scores, y, groups, *, sample_weight=None, privileged=None) -> state`` on the debias
+  split (``privileged``, when given, is the data's privileged group and replaces the
+  factory's, for the methods that distinguish one);
 * ``probability(state, scores, groups) -> P(y_hat = 1)``, the expected decision of the (possibly
   randomised) rule, which every evaluation uses;
 * ``predict(state, scores, groups, key) -> y_hat``, one random draw of it.
 
 Scores are P(y = 1) of the model. ``fit`` jits and vmaps: over bootstrap resamples given as
 ``sample_weight`` (multinomial counts) or, by calling the factory inside ``jax.vmap``, over a
-hyper-parameter such as ``lam``. Inputs are validated when concrete: NaN scores, non-binary
-labels, a group with a single label class where the method needs both, all-equal scores where
-no rule exists, raise a ``ValueError`` naming the problem.
+hyper-parameter such as ``lam``. A fit compiles once per configuration and *size bucket*: the
+inputs are padded with rows of weight zero, which no method counts, to at least 64 rows and
+otherwise to one of four sizes per octave (:func:`bucket_size`), so fits on 200 and 210 rows
+share one program and give the results of the unpadded data. Inputs are validated when
+concrete: NaN scores, non-binary labels, a group with a single label class where the method
+needs both, all-equal scores where no rule exists, raise a ``ValueError`` naming the problem.
 
 Methods:
 
@@ -34,16 +39,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from debiasjax.metrics.fairness import _as_vector, _check_binary, _check_lengths, _check_weights, \
-    _is_concrete, _resolve_groups
+from debiasjax import _checks
+from debiasjax._checks import check_option as _check_option, check_scores as _check_scores, \
+    is_concrete as _is_concrete
+from debiasjax.metrics.confusion import balanced_accuracy_from_confusion, signed_difference, \
+    unsigned_gap
 from debiasjax.metrics.sweep import confusion_at_thresholds
-from debiasjax.methods.objective import signed_difference, unsigned_gap
 from debiasjax.methods import group_thresholds as _to
 
 
 class PostProcessor(NamedTuple):
-  """``fit(scores, y, groups, *, sample_weight)``, ``probability(state, scores, groups)``,
-  ``predict(state, scores, groups, key)``."""
+  """``fit(scores, y, groups, *, sample_weight=None, privileged=None)``,
+  ``probability(state, scores, groups)``, ``predict(state, scores, groups, key)``."""
   fit: Callable[..., Any]
   probability: Callable[[Any, Any, Any], jax.Array]
   predict: Callable[[Any, Any, Any, jax.Array], jax.Array]
@@ -56,26 +63,41 @@ def _with_predict(fit, probability) -> PostProcessor:
   return PostProcessor(fit, probability, predict)
 
 
-def _check_scores(scores) -> jax.Array:
-  s = _as_vector("scores", scores)
-  if _is_concrete(s):
-    v = np.asarray(s, np.float64)
-    if not np.isfinite(v).all():
-      raise ValueError(f"scores: expected finite scores, got {int((~np.isfinite(v)).sum())} NaN "
-                       "or infinite values")
-  return s.astype(jnp.float32)
+MIN_BUCKET = 64
+
+
+def bucket_size(n: int) -> int:
+  """The padded size of a fit on ``n`` rows, at least 64: the next multiple of a quarter of the
+  power of two below it (four buckets per octave, at most 25 % padding; 9,000 rows -> 10,240)."""
+  n = int(n)
+  if n <= MIN_BUCKET:
+    return MIN_BUCKET
+  step = 1 << max(0, (n - 1).bit_length() - 3)
+  return -(-n // step) * step
+
+
+def _pad(s, y, g, w):
+  """Rows of weight zero up to :func:`bucket_size` (copies of the first row, so padding adds
+  no new score value: no method counts a zero-weight row, and no new threshold appears)."""
+  n = s.shape[0]
+  extra = bucket_size(n) - n
+  if not extra:
+    return s, y, g, w
+  repeat = lambda v: jnp.concatenate([v, jnp.broadcast_to(v[:1], (extra,))])
+  return repeat(s), repeat(y), repeat(g), jnp.concatenate([w, jnp.zeros(extra, w.dtype)])
 
 
 def _inputs(scores, y, groups, sample_weight, num_groups, *, both_labels: bool = True):
-  """Validates fit inputs; returns (scores, y, groups, weight, num_groups)."""
+  """Validates fit inputs; returns (scores, y, groups, weight, num_groups), padded to the size
+  bucket."""
   s = _check_scores(scores)
-  y = _as_vector("y", y)
-  g = _as_vector("groups", groups)
-  w = None if sample_weight is None else _as_vector("sample_weight", sample_weight)
-  _check_lengths(scores=s, y=y, groups=g, sample_weight=w)
-  _check_binary("y", y)
-  _check_weights(w)
-  n = _resolve_groups(g, num_groups, w)
+  y = _checks.as_vector("y", y)
+  g = _checks.as_vector("groups", groups)
+  w = None if sample_weight is None else _checks.as_vector("sample_weight", sample_weight)
+  _checks.check_lengths(scores=s, y=y, groups=g, sample_weight=w)
+  _checks.check_binary("y", y)
+  _checks.check_weights(w)
+  n = _checks.resolve_groups(g, num_groups, w)
   if both_labels and _is_concrete(y) and _is_concrete(g) and (w is None or _is_concrete(w)):
     weight = np.ones(len(y)) if w is None else np.asarray(w, np.float64)
     yv, gv = np.asarray(y), np.asarray(g)
@@ -85,17 +107,13 @@ def _inputs(scores, y, groups, sample_weight, num_groups, *, both_labels: bool =
         raise ValueError(f"y: group {k} has only label {labels.pop()} (degenerate labels); the "
                          "method needs positives and negatives in every group")
   w = jnp.ones_like(s) if w is None else w.astype(jnp.float32)
-  return s, y.astype(jnp.int32), g.astype(jnp.int32), w, n
+  s, y, g, w = _pad(s, y.astype(jnp.int32), g.astype(jnp.int32), w)
+  return s, y, g, w, n
 
 
-def _check_option(name: str, value, options) -> None:
-  if value not in options:
-    raise ValueError(f"{name}: expected one of {sorted(options)}, got {value!r}")
-
-
-def _check_probability(name: str, value) -> None:
-  if _is_concrete(value) and not 0.0 <= float(value) <= 1.0:
-    raise ValueError(f"{name}: expected a value in [0, 1], got {value}")
+def _privileged(factory: int, fitted: Optional[int], num_groups: int) -> int:
+  """The data's privileged group given to ``fit``, else the factory's."""
+  return _checks.check_privileged(factory if fitted is None else fitted, num_groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,10 +154,11 @@ def threshold_optimizer(*, constraint: str = "demographic_parity", objective: st
   _check_option("objective", objective, _to.OBJECTIVES)
   if not isinstance(grid_size, int) or grid_size < 1:
     raise ValueError(f"grid_size: expected a positive int, got {grid_size!r}")
-  def fit(scores, y, groups, *, sample_weight=None):
+  def fit(scores, y, groups, *, sample_weight=None, privileged=None):
+    del privileged   # group parity has no privileged group
     s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups)
     return _fit_thresholds(s, y, g, num_groups=n, constraint=constraint, objective=objective,
-                grid_size=grid_size, flip=flip, sample_weight=w)
+                           grid_size=grid_size, flip=flip, sample_weight=w)
 
   def probability(state, scores, groups):
     return _to.threshold_probability(state, _check_scores(scores), jnp.asarray(groups, jnp.int32))
@@ -164,14 +183,7 @@ class RejectOptionState(NamedTuple):
   metric: jax.Array            # the signed fairness metric at the chosen point
   balanced_accuracy: jax.Array
   feasible: jax.Array          # whether the point met metric_lb <= metric <= metric_ub
-
-
-def _overall_balanced_accuracy(c: jax.Array) -> jax.Array:
-  """Balanced accuracy 0.5 (TPR + TNR) over all groups of [..., G, 2, 2] confusions."""
-  total = c.sum(-3)
-  tpr = total[..., 1, 1] / total[..., 1, :].sum(-1)
-  tnr = total[..., 0, 0] / total[..., 0, :].sum(-1)
-  return 0.5 * (tpr + tnr)
+  privileged: jax.Array        # the privileged group code
 
 
 @functools.partial(jax.jit, static_argnames=("n", "privileged", "metric", "grid", "bounds"))
@@ -187,12 +199,13 @@ def _fit_reject_option(s, y, g, w, *, n, privileged, metric, grid, bounds) -> Re
                          grid_t[:, None] - grid_m[:, None])                    # [TM, G]
   c = confusion_at_thresholds(s, y, g, thresholds, num_groups=n, sample_weight=w)
   value = signed_difference(metric, c, privileged=privileged)
-  bacc = _overall_balanced_accuracy(c)
+  bacc = balanced_accuracy_from_confusion(c)
   feasible = (value >= bounds[0]) & (value <= bounds[1])
   best_feasible = _to.first_argmax(jnp.where(feasible, bacc, -jnp.inf), 0.0)
   closest = _to.first_argmax(-jnp.abs(value) + 1e-6 * bacc, 0.0)
   best = jnp.where(feasible.any(), best_feasible, closest)
-  return RejectOptionState(grid_t[best], grid_m[best], value[best], bacc[best], feasible.any())
+  return RejectOptionState(grid_t[best], grid_m[best], value[best], bacc[best], feasible.any(),
+                           jnp.int32(privileged))
 
 
 def reject_option(*, privileged: int = 1, metric: str = "statistical_parity",
@@ -212,7 +225,8 @@ def reject_option(*, privileged: int = 1, metric: str = "statistical_parity",
   ``|metric|`` (ties: higher balanced accuracy) and mark the state ``feasible=False``.
 
   Args:
-    privileged: the privileged group code; every other group is unprivileged.
+    privileged: the privileged group code (every other group is unprivileged); ``fit``'s
+      ``privileged``, when given, replaces it.
     metric: ``"statistical_parity"``, ``"average_odds"`` or ``"equal_opportunity"`` (AIF360's
       long names are accepted too).
     low_threshold, high_threshold, num_thresholds, num_margins: the search grid.
@@ -228,18 +242,19 @@ def reject_option(*, privileged: int = 1, metric: str = "statistical_parity",
   low_threshold, high_threshold = float(low_threshold), float(high_threshold)
   metric_lb, metric_ub = float(metric_lb), float(metric_ub)
 
-  def fit(scores, y, groups, *, sample_weight=None):
+  factory_privileged = privileged
+
+  def fit(scores, y, groups, *, sample_weight=None, privileged=None):
     s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups,
                             both_labels=metric != "statistical_parity")
-    if not 0 <= privileged < n:
-      raise ValueError(f"privileged: expected a group code in 0..{n - 1}, got {privileged}")
-    return _fit_reject_option(s, y, g, w, n=n, privileged=privileged, metric=metric,
+    p = _privileged(factory_privileged, privileged, n)
+    return _fit_reject_option(s, y, g, w, n=n, privileged=p, metric=metric,
                               grid=(low_threshold, high_threshold, num_thresholds, num_margins),
                               bounds=(metric_lb, metric_ub))
 
   def probability(state, scores, groups):
     s = _check_scores(scores)
-    priv = jnp.asarray(groups) == privileged
+    priv = jnp.asarray(groups) == state.privileged
     cut = jnp.where(priv, state.threshold + state.margin, state.threshold - state.margin)
     return (s > cut).astype(jnp.float32)
 
@@ -254,6 +269,7 @@ class EqOddsState(NamedTuple):
   AIF360's ``model_params.x``, and the linear program's optimum ``objective``."""
   x: jax.Array
   objective: jax.Array
+  privileged: jax.Array
 
 
 def _solve_small_lp(c, a_eq, b_eq):
@@ -307,7 +323,7 @@ def _fit_equalized_odds(s, y, g, w, *, privileged, threshold) -> EqOddsState:
                                -otn / (1 - obr)])])
   b_eq = jnp.zeros(2)
   x, value = _solve_small_lp(c, a_eq, b_eq)
-  return EqOddsState(x, value)
+  return EqOddsState(x, value, jnp.int32(privileged))
 
 
 def equalized_odds_postprocessing(*, privileged: int = 1, threshold: float = 0.5,
@@ -326,11 +342,12 @@ def equalized_odds_postprocessing(*, privileged: int = 1, threshold: float = 0.5
   group; ``predict`` here flips each label independently with probability ``p`` (the same
   expected rates), and ``probability`` gives those expectations.
   """
-  def fit(scores, y, groups, *, sample_weight=None):
+  factory_privileged = privileged
+
+  def fit(scores, y, groups, *, sample_weight=None, privileged=None):
     s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups)
-    if not 0 <= privileged < n:
-      raise ValueError(f"privileged: expected a group code in 0..{n - 1}, got {privileged}")
-    state = _fit_equalized_odds(s, y, g, w, privileged=privileged, threshold=float(threshold))
+    p = _privileged(factory_privileged, privileged, n)
+    state = _fit_equalized_odds(s, y, g, w, privileged=p, threshold=float(threshold))
     if _is_concrete(state.x) and not np.isfinite(np.asarray(state.x)).all():
       raise ValueError("equalized odds: the linear program has no feasible solution for these "
                        "predictions (the hard predictions of a group are constant)")
@@ -339,7 +356,7 @@ def equalized_odds_postprocessing(*, privileged: int = 1, threshold: float = 0.5
   def probability(state, scores, groups):
     s = _check_scores(scores)
     yhat = s > threshold
-    priv = jnp.asarray(groups) == privileged
+    priv = jnp.asarray(groups) == state.privileged
     x = state.x
     return jnp.where(priv, jnp.where(yhat, x[0], x[1]), jnp.where(yhat, x[2], x[3]))
 
@@ -355,6 +372,7 @@ class CalibratedEqOddsState(NamedTuple):
   base_rate_unpriv: jax.Array
   priv_mix_rate: jax.Array
   unpriv_mix_rate: jax.Array
+  privileged: jax.Array
 
 
 COST_CONSTRAINTS = {"fpr": (1.0, 0.0), "fnr": (0.0, 1.0), "weighted": (1.0, 1.0)}
@@ -386,8 +404,9 @@ def _fit_calibrated(s, y, g, w, *, privileged, cost_constraint) -> CalibratedEqO
   _, unpriv_trivial = cost(1 - priv, jnp.full_like(s, br_u))
   unpriv_more = unpriv_cost > priv_cost
   priv_mix = jnp.where(unpriv_more, (unpriv_cost - priv_cost) / (priv_trivial - priv_cost), 0.0)
-  unpriv_mix = jnp.where(unpriv_more, 0.0, (priv_cost - unpriv_cost) / (unpriv_trivial - unpriv_cost))
-  return CalibratedEqOddsState(br_p, br_u, priv_mix, unpriv_mix)
+  unpriv_mix = jnp.where(unpriv_more, 0.0,
+                         (priv_cost - unpriv_cost) / (unpriv_trivial - unpriv_cost))
+  return CalibratedEqOddsState(br_p, br_u, priv_mix, unpriv_mix, jnp.int32(privileged))
 
 
 def calibrated_equalized_odds(*, privileged: int = 1, cost_constraint: str = "weighted",
@@ -409,11 +428,12 @@ def calibrated_equalized_odds(*, privileged: int = 1, cost_constraint: str = "we
   """
   _check_option("cost_constraint", cost_constraint, COST_CONSTRAINTS)
 
-  def fit(scores, y, groups, *, sample_weight=None):
+  factory_privileged = privileged
+
+  def fit(scores, y, groups, *, sample_weight=None, privileged=None):
     s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups)
-    if not 0 <= privileged < n:
-      raise ValueError(f"privileged: expected a group code in 0..{n - 1}, got {privileged}")
-    state = _fit_calibrated(s, y, g, w, privileged=privileged, cost_constraint=cost_constraint)
+    p = _privileged(factory_privileged, privileged, n)
+    state = _fit_calibrated(s, y, g, w, privileged=p, cost_constraint=cost_constraint)
     if _is_concrete(state.priv_mix_rate) and not (
         np.isfinite(float(state.priv_mix_rate)) and np.isfinite(float(state.unpriv_mix_rate))):
       raise ValueError("calibrated equalized odds: the cheaper group's trivial classifier costs "
@@ -422,7 +442,7 @@ def calibrated_equalized_odds(*, privileged: int = 1, cost_constraint: str = "we
 
   def probability(state, scores, groups):
     s = _check_scores(scores)
-    priv = jnp.asarray(groups) == privileged
+    priv = jnp.asarray(groups) == state.privileged
     mix = jnp.clip(jnp.where(priv, state.priv_mix_rate, state.unpriv_mix_rate), 0.0, 1.0)
     base = jnp.where(priv, state.base_rate_priv, state.base_rate_unpriv)
     return (1 - mix) * (s >= threshold) + mix * (base >= threshold)
@@ -450,7 +470,7 @@ def _fit_naive(s, y, g, w, lam_, *, n, metric) -> NaiveThresholdState:
   mid = 0.5 * (sorted_s[1:] + sorted_s[:-1])
   valid = sorted_s[1:] > sorted_s[:-1]
   c = confusion_at_thresholds(s, y, g, mid, num_groups=n, sample_weight=w)
-  bacc = _overall_balanced_accuracy(c)
+  bacc = balanced_accuracy_from_confusion(c)
   gap = unsigned_gap(metric, c)
   objective = jnp.where(valid, (2 * bacc - 1) * (1 - gap) ** lam_, -jnp.inf)
   best = _to.first_argmax(objective, 0.0)
@@ -475,7 +495,8 @@ def naive_threshold(*, metric: str = "equalized_odds", lam: float = 1.0,
   if _is_concrete(lam) and not (np.isfinite(float(lam)) and float(lam) >= 0):
     raise ValueError(f"lam: expected a finite weight >= 0, got {lam}")
 
-  def fit(scores, y, groups, *, sample_weight=None):
+  def fit(scores, y, groups, *, sample_weight=None, privileged=None):
+    del privileged   # group parity has no privileged group
     s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups, both_labels=False)
     if _is_concrete(s) and np.unique(np.asarray(s)).size < 2:
       raise ValueError("scores: all scores are equal, so every threshold gives a constant "
@@ -488,8 +509,3 @@ def naive_threshold(*, metric: str = "equalized_odds", lam: float = 1.0,
 
   return _with_predict(fit, probability)
 
-
-METHODS = {"threshold_optimizer": threshold_optimizer, "reject_option": reject_option,
-           "equalized_odds": equalized_odds_postprocessing,
-           "calibrated_equalized_odds": calibrated_equalized_odds,
-           "naive_threshold": naive_threshold}

@@ -1,4 +1,4 @@
-"""Zeroth-order weight search (Savani et al., 2020): random perturbation and layer-wise optimisation.
+"""Zeroth-order weight search (Savani et al., 2020): random perturbation, layer-wise optimisation.
 
 Both methods score *candidate weight sets* by Savani's objective at their best threshold
 (:mod:`debiasjax.methods.objective`). A candidate costs one forward pass over the debias split
@@ -26,13 +26,15 @@ population method evaluates P proposals per step in one compiled call, needs no 
 scales to layers of thousands of weights; with the same number of evaluations it reaches
 comparable objectives in our runs, in a fraction of the time.
 
-Both functions take ``score_fn(variables, x) -> P(y = 1)`` and are pure: they jit and vmap over
-seeds (keys) or trained models (stacked variables) as long as ``score_fn`` does.
+Both are factories of a :class:`Search`: hyper-parameters (the objective among them) in the
+factory, and ``search(score_fn, variables, data, key) -> WeightResult`` with ``score_fn(variables,
+x) -> P(y = 1)``. The search is pure: it jits and vmaps over seeds (keys) or trained models
+(stacked variables) as long as ``score_fn`` does.
 
 Example:
   score_fn = lambda v, x: positive_probability(model.apply(v, x))
-  result = random_perturbation(score_fn, variables, bench.debias, key=jax.random.key(0),
-                               objective=Objective("v1", "statistical_parity"))
+  rp = random_perturbation(objective=Objective("v1", "statistical_parity"))
+  result = rp.search(score_fn, variables, bench.debias, jax.random.key(0))
   result.variables, result.threshold, result.trace["score"]        # [K] candidate scores
 """
 
@@ -46,40 +48,20 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from debiasjax.methods.objective import Objective, bootstrap_weights, check_objective, \
-    threshold_grid, threshold_search
+from debiasjax import _checks
+from debiasjax._checks import check_int
+from debiasjax.methods.finetuning import num_groups_of, split_arrays
+from debiasjax.methods.objective import Objective, WeightResult, as_objective, \
+    bootstrap_weights, check_objective, threshold_grid, threshold_search
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
 
 
-class SearchResult(NamedTuple):
-  """The best weights found, their threshold and objective on the debias split, and a trace."""
-  variables: Any
-  threshold: jax.Array
-  phi: jax.Array
-  score: jax.Array
-  bias: jax.Array
-  performance: jax.Array
-  trace: dict
-
-
-def check_int(name: str, value, minimum: int) -> None:
-  """Raises ``ValueError`` naming ``name`` unless ``value`` is an int >= ``minimum``."""
-  if not isinstance(value, (int, np.integer)) or value < minimum:
-    what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-    raise ValueError(f"{name}: expected {what}, got {value!r}")
-
-
-def _split_arrays(data) -> tuple:
-  if isinstance(data, dict):
-    return data["x"], data["y"], data["group"]
-  return data.x, data.y, data.group
-
-
-def _num_groups(groups, num_groups):
-  if num_groups is not None:
-    return int(num_groups)
-  return int(np.asarray(groups).max()) + 1
+class Search(NamedTuple):
+  """``search(score_fn, variables, data, key, *, privileged=None) -> WeightResult``: a
+  zeroth-order search for weights on ``data`` (the debias split); ``privileged``, when given, is
+  the data's privileged group and replaces the objective's."""
+  search: Callable[..., WeightResult]
 
 
 def _selected(params, layers: Optional[Sequence[str]]) -> dict:
@@ -89,7 +71,7 @@ def _selected(params, layers: Optional[Sequence[str]]) -> dict:
     return {k: True for k in flat}
   prefixes = [tuple(p for p in layer.split("/") if p) for layer in layers]
   chosen = {k: any(k[:len(p)] == p for p in prefixes) for k in flat}
-  missing = [l for l, p in zip(layers, prefixes) if not any(k[:len(p)] == p for k in flat)]
+  missing = [name for name, p in zip(layers, prefixes) if not any(k[:len(p)] == p for k in flat)]
   if missing:
     names = sorted({"/".join(k[:-1]) for k in flat})
     raise ValueError(f"layers: {missing} name no parameters; modules with parameters: "
@@ -97,8 +79,10 @@ def _selected(params, layers: Optional[Sequence[str]]) -> dict:
   return chosen
 
 
-def perturb(key: jax.Array, params: Any, *, sigma: float, layers: Optional[Sequence[str]] = None):
-  """``w * (1 + sigma * N(0, 1))`` elementwise for every selected parameter leaf.
+def perturb(key: jax.Array, params: Any, *, sigma: float, layers: Optional[Sequence[str]] = None,
+            scale=1.0):
+  """``w * (1 + scale * sigma * N(0, 1))`` elementwise for every selected parameter leaf
+  (``scale=0`` gives ``params`` exactly: the unperturbed model as a candidate).
 
   One normal draw covers all selected entries (one RNG call compiles far faster than one per
   tensor for deep networks).
@@ -111,8 +95,9 @@ def perturb(key: jax.Array, params: Any, *, sigma: float, layers: Optional[Seque
   out = dict(flat)
   for k, q in zip(keys, jnp.split(noise, np.cumsum(sizes)[:-1])):
     w = flat[k]
-    out[k] = w * (1.0 + sigma * q.reshape(w.shape).astype(w.dtype))
+    out[k] = w * (1.0 + (scale * sigma) * q.reshape(w.shape).astype(w.dtype))
   return traverse_util.unflatten_dict(out)
+
 
 
 def _with_params(variables, params):
@@ -133,27 +118,50 @@ def _rebuild_layer(params, layer: str, vector: jax.Array):
 
 @functools.lru_cache(maxsize=64)
 def _population_scorer(score_fn: ScoreFn, objective: Objective, num_groups: int, kind: str,
-                       option: Any):
-  """A jitted ``(variables, x, y, g, thresholds, weights, zs) -> ThresholdChoice [P]``.
+                       option: Any, with_params: bool = False):
+  """A jitted ``(variables, x, y, g, thresholds, weights, zs) -> ThresholdChoice [P]`` (and
+  the candidates' parameters [P, ...] with ``with_params``).
 
-  Candidate ``z`` is a PRNG key (``kind="perturb"``, ``option=(sigma, layers)``) or the flat
-  weight vector of one layer (``kind="layer"``, ``option=layer``). Cached, so repeated searches
-  with one ``score_fn`` compile once.
+  Candidate ``z`` is a PRNG key and a noise scale (``kind="perturb"``, ``option=(sigma,
+  layers)``) or the flat weight vector of one layer (``kind="layer"``, ``option=layer``).
+  Cached, so repeated searches with one ``score_fn`` compile once.
   """
   def make_params(params, z):
     if kind == "perturb":
       sigma, layers = option
-      return perturb(z, params, sigma=sigma, layers=layers)
+      key, scale = z
+      return perturb(key, params, sigma=sigma, layers=layers, scale=scale)
     return _rebuild_layer(params, option, z)
+
+  def one(variables, x, y, g, thresholds, weights, z):
+    params = make_params(variables["params"], z)
+    s = score_fn(_with_params(variables, params), x)
+    choice = threshold_search(objective, s, y, g, num_groups=num_groups, thresholds=thresholds,
+                              weights=weights)
+    return choice, params
 
   @jax.jit
   def run(variables, x, y, g, thresholds, weights, zs):
-    def one(z):
-      s = score_fn(_with_params(variables, make_params(variables["params"], z)), x)
-      return threshold_search(objective, s, y, g, num_groups=num_groups, thresholds=thresholds,
-                              weights=weights)
-    return jax.vmap(one)(zs)
+    return jax.vmap(lambda z: one(variables, x, y, g, thresholds, weights, z)[0])(zs)
 
+  @jax.jit
+  def run_with_best(variables, x, y, g, thresholds, weights, zs, eligible):
+    """Also the parameters and score of the best eligible candidate (the first on ties)."""
+    choices, params = jax.vmap(lambda z: one(variables, x, y, g, thresholds, weights, z))(zs)
+    score = jnp.where(eligible, choices.score, -jnp.inf)
+    best = jnp.argmax(score)
+    return choices, jax.tree.map(lambda v: v[best], params), score[best]
+
+  return run_with_best if with_params else run
+
+
+@functools.lru_cache(maxsize=64)
+def _single_scorer(score_fn: ScoreFn, objective: Objective, num_groups: int):
+  """A jitted ``(variables, x, y, g, thresholds, weights) -> ThresholdChoice``."""
+  @jax.jit
+  def run(variables, x, y, g, thresholds, weights):
+    return threshold_search(objective, score_fn(variables, x), y, g, num_groups=num_groups,
+                            thresholds=thresholds, weights=weights)
   return run
 
 
@@ -192,46 +200,76 @@ class _Problem(NamedTuple):
     variables = self.variables if params is None else _with_params(self.variables, params)
     return _map_chunks(lambda z: run(variables, *self.arrays, z), zs, chunk_size)
 
+  def population_and_best(self, kind: str, option: Any, zs, eligible: int,
+                          chunk_size: Optional[int] = None):
+    """:meth:`population` and the parameters of the best of the first ``eligible``
+    candidates (the first on ties), kept from the scoring program's own output rather than
+    rebuilt by a second program. Traceable (vmaps over seeds)."""
+    if chunk_size is None and jnp.ndim(self.arrays[0]) > 2:
+      chunk_size = 1
+    run = _population_scorer(self.score_fn, self.objective, self.num_groups, kind, option, True)
+    k = jax.tree.leaves(zs)[0].shape[0]
+    size = k if chunk_size is None else max(1, min(int(chunk_size), k))
+    pad = -k % size
+    padded = zs if not pad else jax.tree.map(
+        lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, 0)]), zs)
+    outs, best_score, best_params = [], None, None
+    for start in range(0, k + pad, size):
+      chunk = jax.tree.map(lambda a: a[start:start + size], padded)
+      mask = np.arange(start, start + size) < eligible
+      choices, picked, score = run(self.variables, *self.arrays, chunk, mask)
+      outs.append(choices)
+      if best_params is None:
+        best_params, best_score = picked, score
+        continue
+      better = score > best_score
+      if _checks.is_concrete(better):      # eagerly: keep one set, no select per leaf
+        if bool(better):
+          best_params, best_score = picked, score
+      else:                                # traced (e.g. vmapped over seeds)
+        best_params = jax.tree.map(lambda new, old: jnp.where(better, new, old), picked,
+                                   best_params)
+        best_score = jnp.where(better, score, best_score)
+    choices = outs[0] if len(outs) == 1 else jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
+    return jax.tree.map(lambda v: v[:k], choices), best_params
+
   def single(self, params):
-    """The threshold choice of one parameter set."""
-    x, y, g, thresholds, weights = self.arrays
-    s = self.score_fn(_with_params(self.variables, params), x)
-    return threshold_search(self.objective, s, y, g, num_groups=self.num_groups,
-                            thresholds=thresholds, weights=weights)
+    """The threshold choice of one parameter set (one compiled program)."""
+    run = _single_scorer(self.score_fn, self.objective, self.num_groups)
+    return run(_with_params(self.variables, params), *self.arrays)
 
 
 def _setup(score_fn, variables, data, objective, num_groups, num_thresholds, num_bootstrap,
-           key) -> _Problem:
-  objective = check_objective(objective)
-  x, y, g = _split_arrays(data)
+           key, privileged) -> _Problem:
+  objective = check_objective(objective, privileged)
+  x, y, g = split_arrays(data)
   check_int("num_thresholds", num_thresholds, 2)
   check_int("num_bootstrap", num_bootstrap, 0)
   if "params" not in variables:
     raise ValueError(f"variables: expected a dict with 'params', got keys {list(variables)}")
-  n = _num_groups(g, num_groups)
+  n = num_groups_of(g, num_groups)
   weights = (bootstrap_weights(key, jnp.shape(y)[0], num_bootstrap) if num_bootstrap
              else jnp.ones((1, jnp.shape(y)[0]), jnp.float32))
   arrays = (jnp.asarray(x), jnp.asarray(y), jnp.asarray(g), threshold_grid(num_thresholds), weights)
   return _Problem(objective, score_fn, variables, arrays, n)
 
 
-def random_perturbation(score_fn: ScoreFn, variables: Any, data: Any, *, key: jax.Array,
-                        objective: Objective = Objective(), num_candidates: int = 101,
+def random_perturbation(*, objective: Objective = Objective(), num_candidates: int = 101,
                         sigma: float = 0.1, layers: Optional[Sequence[str]] = None,
                         num_thresholds: int = 501, num_bootstrap: int = 0,
                         include_original: bool = False, chunk_size: Optional[int] = None,
-                        num_groups: Optional[int] = None) -> SearchResult:
+                        num_groups: Optional[int] = None) -> Search:
   """Savani et al.'s random perturbation (Algorithm 1), all candidates in one vmapped call.
 
   Candidate k multiplies every selected weight by ``q ~ N(1, sigma)`` (``w' = w * q``; BatchNorm
   statistics are not parameters and stay), is scored at its best threshold of
   ``linspace(0, 1, num_thresholds)``, and the best candidate wins.
 
+  ``search(score_fn, variables, data, key)``: ``score_fn(variables, x) -> P(y = 1)`` [N] (eval
+  mode); ``variables`` the trained model's (``"params"`` is perturbed); ``data`` the debias
+  split (``x``, ``y``, ``group``; a Split or a dict); candidate k uses ``fold_in(key, k)``.
+
   Args:
-    score_fn: ``score_fn(variables, x) -> P(y = 1)`` [N] (eval mode).
-    variables: the trained model's variables (``"params"`` is perturbed).
-    data: the debias split (``x``, ``y``, ``group``; a Split or a dict).
-    key: PRNG key; candidate k uses ``fold_in(key, k)``.
     objective: Savani's objective (v1: T = 201 candidates in the paper's configs; v2: 101,
       5 bootstraps, margin 0.01).
     num_candidates: K, the number of perturbed copies.
@@ -245,34 +283,46 @@ def random_perturbation(score_fn: ScoreFn, variables: Any, data: Any, *, key: ja
     num_groups: number of groups (default: inferred).
 
   Returns:
-    :class:`SearchResult`; ``trace`` holds the per-candidate ``score``, ``phi``, ``threshold``,
+    :class:`WeightResult`; ``trace`` holds the per-candidate ``score``, ``phi``, ``threshold``,
     ``bias``, ``performance`` [K] and ``original`` (the unperturbed model's threshold choice).
   """
   check_int("num_candidates", num_candidates, 1)
   if not sigma > 0:
     raise ValueError(f"sigma: expected a positive noise scale, got {sigma}")
-  boot_key, cand_key = jax.random.split(key)
-  problem = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
-                   num_bootstrap, boot_key)
-  params = variables["params"]
+  objective = as_objective(objective)
   layers = None if layers is None else tuple(layers)
-  _selected(params, layers)                                   # validates `layers`
-  keys = jax.vmap(lambda i: jax.random.fold_in(cand_key, i))(jnp.arange(num_candidates))
-  choices = problem.population("perturb", (float(sigma), layers), keys, chunk_size)
-  original = problem.single(params)
-  best = jnp.argmax(choices.score)
-  best_params = perturb(keys[best], params, sigma=sigma, layers=layers)
-  pick = lambda field: getattr(choices, field)[best]
-  result = SearchResult(_with_params(variables, best_params), pick("threshold"), pick("phi"),
-                        pick("score"), pick("bias"), pick("performance"),
-                        {**choices._asdict(), "original": original._asdict(), "best": best})
-  if include_original:
-    use_original = original.score > result.score
-    choose = lambda a, b: jax.tree.map(lambda u, v: jnp.where(use_original, u, v), a, b)
-    result = result._replace(variables=choose(variables, result.variables),
-                             **{f: choose(getattr(original, f), getattr(result, f))
-                                for f in ("threshold", "phi", "score", "bias", "performance")})
-  return result
+
+  def search(score_fn: ScoreFn, variables: Any, data: Any, key: jax.Array, *,
+             privileged: Optional[int] = None) -> WeightResult:
+    boot_key, cand_key = jax.random.split(key)
+    problem = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
+                     num_bootstrap, boot_key, privileged)
+    params = variables["params"]
+    _selected(params, layers)                                   # validates `layers`
+    # The unperturbed model is candidate K (noise scale 0): scored by the same program.
+    keys = jax.vmap(lambda i: jax.random.fold_in(cand_key, i))(jnp.arange(num_candidates + 1))
+    scales = jnp.ones(num_candidates + 1).at[-1].set(0.0)
+    scored, best_params = problem.population_and_best(
+        "perturb", (float(sigma), layers), (keys, scales), num_candidates, chunk_size)
+    choices = jax.tree.map(lambda v: v[:-1], scored)
+    original = jax.tree.map(lambda v: v[-1], scored)
+    best = jnp.argmax(choices.score)
+    pick = lambda field: getattr(choices, field)[best]
+    result = WeightResult(_with_params(variables, best_params), pick("threshold"), pick("phi"),
+                          pick("score"), pick("bias"), pick("performance"),
+                          {**choices._asdict(), "original": original._asdict(), "best": best})
+    if include_original:
+      use_original = original.score > result.score
+      if _checks.is_concrete(use_original):
+        choose = lambda a, b: a if bool(use_original) else b
+      else:
+        choose = lambda a, b: jax.tree.map(lambda u, v: jnp.where(use_original, u, v), a, b)
+      result = result._replace(variables=choose(variables, result.variables),
+                               **{f: choose(getattr(original, f), getattr(result, f))
+                                  for f in ("threshold", "phi", "score", "bias", "performance")})
+    return result
+
+  return Search(search)
 
 
 def _layer_vector(params, layer: str):
@@ -285,12 +335,19 @@ def _layer_vector(params, layer: str):
   return vector, spread
 
 
-def layerwise_optimisation(score_fn: ScoreFn, variables: Any, data: Any, *, key: jax.Array,
-                           layers: Sequence[str], objective: Objective = Objective(),
-                           population: int = 32, generations: int = 10, elite: float = 0.25,
-                           box: float = 2.2, init_scale: float = 0.25, num_thresholds: int = 501,
+def last_parameterised_modules(params, count: int = 2) -> list[str]:
+  """The last ``count`` top-level modules with parameters (Flax keeps their creation order):
+  layer-wise optimisation's default (``["stage4", "head"]`` of our ResNets, ``["layerN",
+  "head"]`` of the MLP)."""
+  return list(params)[-count:]
+
+
+def layerwise_optimisation(*, layers: Optional[Sequence[str]] = None,
+                           objective: Objective = Objective(), population: int = 32,
+                           generations: int = 10, elite: float = 0.25, box: float = 2.2,
+                           init_scale: float = 0.25, num_thresholds: int = 501,
                            num_bootstrap: int = 0, chunk_size: Optional[int] = None,
-                           num_groups: Optional[int] = None) -> SearchResult:
+                           num_groups: Optional[int] = None) -> Search:
   """Savani et al.'s layer-wise optimisation (Algorithm 2) with a vmapped population optimiser.
 
   For each module in ``layers``, in order, a cross-entropy-method search over all its
@@ -303,21 +360,21 @@ def layerwise_optimisation(score_fn: ScoreFn, variables: Any, data: Any, *, key:
   the next layer starts from the kept weights.
 
   Args:
-    score_fn, variables, data, key, objective, num_thresholds, num_bootstrap, chunk_size,
-      num_groups: as :func:`random_perturbation`.
-    layers: module paths to optimise, in order (e.g. ``["layer10", "head"]`` for the MLP).
+    layers: module paths to optimise, in order (e.g. ``["layer10", "head"]`` for the MLP;
+      default: :func:`last_parameterised_modules`).
+    objective, num_thresholds, num_bootstrap, chunk_size, num_groups: as
+      :func:`random_perturbation`.
     population: candidates per generation (scored in one call).
     generations: generations per layer (population * generations evaluations per layer).
     elite: fraction of a generation the distribution is refitted to.
     box: half-width of the search box in standard deviations of each tensor (2.2).
     init_scale: initial search spread as a fraction of the box.
 
-  Returns:
-    :class:`SearchResult`; ``trace`` holds per layer the best score of every generation
-    (``generation_best`` [L, generations]), the layer's best score (``layer_score`` [L]) and
-    whether it was kept (``kept`` [L]).
+  The search's :class:`WeightResult` ``trace`` holds per layer the best score of every
+  generation (``generation_best`` [L, generations]), the layer's best score (``layer_score``
+  [L]) and whether it was kept (``kept`` [L]).
   """
-  if not layers:
+  if layers is not None and not layers:
     raise ValueError("layers: expected at least one module path to optimise, got none")
   check_int("population", population, 2)
   check_int("generations", generations, 1)
@@ -325,43 +382,50 @@ def layerwise_optimisation(score_fn: ScoreFn, variables: Any, data: Any, *, key:
     raise ValueError(f"elite: expected a fraction in (0, 0.5], got {elite}")
   if not box > 0:
     raise ValueError(f"box: expected a positive half-width, got {box}")
-  boot_key, search_key = jax.random.split(key)
-  problem = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
-                   num_bootstrap, boot_key)
-  params = variables["params"]
-  for layer in layers:
-    _selected(params, [layer])
+  objective = as_objective(objective)
   num_elite = max(1, int(round(elite * population)))
-  current = problem.single(params)
-  gen_best, layer_scores, kept = [], [], []
-  for i, layer in enumerate(layers):
-    w0, std = _layer_vector(params, layer)
-    lo, hi = w0 - box * std, w0 + box * std
-    mean, spread = w0, init_scale * box * std + 1e-8
-    best_v, best_choice = w0, current
-    history = []
-    for gen in range(generations):
-      k = jax.random.fold_in(jax.random.fold_in(search_key, i), gen)
-      pop = jnp.clip(mean[None] + spread[None] * jax.random.normal(k, (population, w0.size)),
-                     lo[None], hi[None])
-      choices = problem.population("layer", layer, pop, chunk_size, params)
-      order = jnp.argsort(-choices.score)
-      elites = pop[order[:num_elite]]
-      mean, spread = elites.mean(0), elites.std(0) + 1e-3 * std + 1e-8
-      top = order[0]
-      better = choices.score[top] > best_choice.score
-      best_v = jnp.where(better, pop[top], best_v)
-      best_choice = jax.tree.map(lambda new, old: jnp.where(better, new[top], old), choices,
-                                 best_choice)
-      history.append(choices.score[top])
-    improved = best_choice.score > current.score
-    params = jax.tree.map(lambda new, old: jnp.where(improved, new, old),
-                          _rebuild_layer(params, layer, best_v), params)
-    current = jax.tree.map(lambda new, old: jnp.where(improved, new, old), best_choice, current)
-    gen_best.append(jnp.stack(history))
-    layer_scores.append(best_choice.score)
-    kept.append(improved)
-  trace = {"generation_best": jnp.stack(gen_best), "layer_score": jnp.stack(layer_scores),
-           "kept": jnp.stack(kept)}
-  return SearchResult(_with_params(variables, params), current.threshold, current.phi,
-                      current.score, current.bias, current.performance, trace)
+
+  def search(score_fn: ScoreFn, variables: Any, data: Any, key: jax.Array, *,
+             privileged: Optional[int] = None) -> WeightResult:
+    boot_key, search_key = jax.random.split(key)
+    problem = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
+                     num_bootstrap, boot_key, privileged)
+    params = variables["params"]
+    chosen = list(layers) if layers is not None else last_parameterised_modules(params)
+    for layer in chosen:
+      _selected(params, [layer])
+    current = problem.single(params)
+    gen_best, layer_scores, kept = [], [], []
+    for i, layer in enumerate(chosen):
+      w0, std = _layer_vector(params, layer)
+      lo, hi = w0 - box * std, w0 + box * std
+      mean, spread = w0, init_scale * box * std + 1e-8
+      best_v, best_choice = w0, current
+      history = []
+      for gen in range(generations):
+        k = jax.random.fold_in(jax.random.fold_in(search_key, i), gen)
+        pop = jnp.clip(mean[None] + spread[None] * jax.random.normal(k, (population, w0.size)),
+                       lo[None], hi[None])
+        choices = problem.population("layer", layer, pop, chunk_size, params)
+        order = jnp.argsort(-choices.score)
+        elites = pop[order[:num_elite]]
+        mean, spread = elites.mean(0), elites.std(0) + 1e-3 * std + 1e-8
+        top = order[0]
+        better = choices.score[top] > best_choice.score
+        best_v = jnp.where(better, pop[top], best_v)
+        best_choice = jax.tree.map(lambda new, old: jnp.where(better, new[top], old), choices,
+                                   best_choice)
+        history.append(choices.score[top])
+      improved = best_choice.score > current.score
+      params = jax.tree.map(lambda new, old: jnp.where(improved, new, old),
+                            _rebuild_layer(params, layer, best_v), params)
+      current = jax.tree.map(lambda new, old: jnp.where(improved, new, old), best_choice, current)
+      gen_best.append(jnp.stack(history))
+      layer_scores.append(best_choice.score)
+      kept.append(improved)
+    trace = {"generation_best": jnp.stack(gen_best), "layer_score": jnp.stack(layer_scores),
+             "kept": jnp.stack(kept)}
+    return WeightResult(_with_params(variables, params), current.threshold, current.phi,
+                        current.score, current.bias, current.performance, trace)
+
+  return Search(search)

@@ -1,23 +1,34 @@
-"""Performance and group-fairness metrics (fairlearn and AIF360 conventions), and saliency-
-localisation metrics (``debiasjax.metrics.saliency``: RRF, HRF, MRR, DET, ADR, DIF, RDDT)."""
+"""Performance and group-fairness metrics (fairlearn and AIF360 conventions), the confusion-table
+kernel under all of them (``debiasjax.metrics.confusion``), threshold sweeps
+(``debiasjax.metrics.sweep``) and saliency-localisation metrics (``debiasjax.metrics.saliency``:
+RRF, HRF, MRR, DET, ADR, DIF, RDDT)."""
 
-from debiasjax.metrics import saliency
-from debiasjax.metrics.fairness import (
+from debiasjax.metrics import confusion, saliency, sweep
+from debiasjax.metrics.confusion import (
     GroupRates,
+    accuracy_from_confusion,
+    balanced_accuracy_from_confusion,
+    group_confusion,
+    rates_from_confusion,
+    signed_difference,
+    unsigned_gap,
+)
+from debiasjax.metrics.fairness import (
     accuracy,
     average_odds_difference,
     balanced_accuracy,
     demographic_parity_difference,
     equal_opportunity_difference,
     equalized_odds_difference,
-    group_confusion,
     group_rates,
-    rates_from_confusion,
     savani_objective_v1,
     savani_objective_v2,
 )
+from debiasjax.metrics.sweep import confusion_at_thresholds
 
-__all__ = ["GroupRates", "accuracy", "average_odds_difference", "balanced_accuracy",
-           "demographic_parity_difference", "equal_opportunity_difference",
-           "equalized_odds_difference", "group_confusion", "group_rates", "rates_from_confusion",
-           "savani_objective_v1", "savani_objective_v2", "saliency"]
+__all__ = ["GroupRates", "accuracy", "accuracy_from_confusion", "average_odds_difference",
+           "balanced_accuracy", "balanced_accuracy_from_confusion", "confusion",
+           "confusion_at_thresholds", "demographic_parity_difference",
+           "equal_opportunity_difference", "equalized_odds_difference", "group_confusion",
+           "group_rates", "rates_from_confusion", "saliency", "savani_objective_v1",
+           "savani_objective_v2", "signed_difference", "sweep", "unsigned_gap"]

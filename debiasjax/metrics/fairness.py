@@ -26,177 +26,41 @@ Example:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from debiasjax import _checks
+from debiasjax.metrics.confusion import (GroupRates, accuracy_from_confusion,
+                                         balanced_accuracy_from_confusion, group_confusion,
+                                         odds_differences, privileged_split, rates_from_confusion,
+                                         spread, unsigned_gap)
+
 Array = jax.Array
 
 
-class GroupRates(NamedTuple):
-  """Per-group rates, each of shape [num_groups]."""
-  weight: Array               # total sample weight of the group
-  selection_rate: Array       # P(y_hat = 1 | g)
-  true_positive_rate: Array   # P(y_hat = 1 | y = 1, g)
-  false_positive_rate: Array  # P(y_hat = 1 | y = 0, g)
-  accuracy: Array             # P(y_hat = y | g)
-
-
-def _is_concrete(x) -> bool:
-  return not isinstance(x, jax.core.Tracer)
-
-
-def _as_vector(name: str, x) -> Array:
-  if x is None:
-    raise ValueError(f"{name}: expected a 1-D array, got None")
-  arr = jnp.asarray(x)
-  if arr.ndim != 1:
-    raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
-  if arr.shape[0] == 0:
-    raise ValueError(f"{name}: expected at least one sample, got an empty array")
-  return arr
-
-
-def _check_lengths(**arrays) -> None:
-  lengths = {k: v.shape[0] for k, v in arrays.items() if v is not None}
-  if len(set(lengths.values())) > 1:
-    raise ValueError("mismatched lengths: " + ", ".join(f"{k} has {n}" for k, n in lengths.items()))
-
-
-def _check_binary(name: str, x: Array) -> None:
-  if _is_concrete(x):
-    values = np.unique(np.asarray(x))
-    if not np.isin(values, (0, 1)).all():
-      raise ValueError(f"{name}: expected binary labels in {{0, 1}}, got values {values[:10].tolist()}")
-
-
-def _check_predictions(name: str, x: Array) -> None:
-  if _is_concrete(x):
-    v = np.asarray(x, dtype=np.float64)
-    if np.isnan(v).any():
-      raise ValueError(f"{name}: expected predictions in [0, 1], got {int(np.isnan(v).sum())} NaN values")
-    if v.min() < 0 or v.max() > 1:
-      raise ValueError(f"{name}: expected hard labels or probabilities in [0, 1], "
-                       f"got values in [{v.min():g}, {v.max():g}]")
-
-
-def _check_weights(w: Optional[Array]) -> None:
-  if w is not None and _is_concrete(w):
-    v = np.asarray(w, dtype=np.float64)
-    if not np.isfinite(v).all() or (v < 0).any():
-      raise ValueError("sample_weight: expected finite non-negative weights, got "
-                       f"{int((~np.isfinite(v)).sum())} non-finite and {int((v < 0).sum())} negative")
-    if v.sum() <= 0:
-      raise ValueError("sample_weight: expected a positive total weight, got 0")
-
-
-def _resolve_groups(groups: Array, num_groups: Optional[int], weight: Optional[Array]) -> int:
-  """Checks group codes and returns the (static) number of groups."""
-  if num_groups is not None and (not isinstance(num_groups, (int, np.integer)) or num_groups < 1):
-    raise ValueError(f"num_groups: expected a positive int, got {num_groups!r}")
-  if not _is_concrete(groups):
-    if num_groups is None:
-      raise ValueError("num_groups: groups are traced (inside jit/vmap), so pass num_groups "
-                       "explicitly; got None")
-    return int(num_groups)
-  g = np.asarray(groups)
-  if g.dtype.kind == "f":
-    if np.isnan(g).any() or (g != np.round(g)).any():
-      raise ValueError("groups: expected integer group codes 0..G-1, got non-integer values")
-  elif g.dtype.kind not in "biu":
-    raise ValueError(f"groups: expected integer group codes 0..G-1, got dtype {g.dtype}")
-  if g.min() < 0:
-    raise ValueError(f"groups: expected codes >= 0, got {int(g.min())}")
-  n = int(g.max()) + 1 if num_groups is None else int(num_groups)
-  if g.max() >= n:
-    raise ValueError(f"groups: expected codes < num_groups={n}, got {int(g.max())}")
-  w = np.ones(g.shape) if weight is None or not _is_concrete(weight) else np.asarray(weight)
-  totals = np.bincount(g.astype(np.int64), weights=w, minlength=n)
-  empty = np.flatnonzero(totals <= 0)
-  if empty.size:
-    raise ValueError(f"groups: expected every group in 0..{n - 1} to have samples, "
-                     f"but group(s) {empty.tolist()} are empty")
-  return n
-
-
 def _prepare(y_true, y_pred, groups, sample_weight, num_groups, privileged):
-  y_pred = _as_vector("y_pred", y_pred)
-  groups = _as_vector("groups", groups)
-  y_true = None if y_true is None else _as_vector("y_true", y_true)
-  w = None if sample_weight is None else _as_vector("sample_weight", sample_weight)
-  _check_lengths(y_true=y_true, y_pred=y_pred, groups=groups, sample_weight=w)
-  if y_true is not None:
-    _check_binary("y_true", y_true)
-  _check_predictions("y_pred", y_pred)
-  _check_weights(w)
-  n = _resolve_groups(groups, num_groups, w)
-  if privileged is not None:
-    if not isinstance(privileged, (int, np.integer)) or not 0 <= privileged < n:
-      raise ValueError(f"privileged: expected a group code in 0..{n - 1}, got {privileged!r}")
-    if n < 2:
-      raise ValueError("privileged: needs at least two groups, got 1")
+  """Validated inputs and the table ``C[g, y, y_hat]``: ``(c, num_groups)``."""
+  y_true, y_pred, groups, w, n = _checks.metric_inputs(y_true, y_pred, groups, sample_weight,
+                                                       num_groups, privileged)
   y_true = jnp.zeros_like(y_pred) if y_true is None else y_true
-  return y_true, y_pred, groups, w, n
-
-
-def group_confusion(y_true, y_pred, groups, *, num_groups: int, sample_weight=None) -> Array:
-  """Weighted confusion table per group.
-
-  Returns an array ``C`` of shape [num_groups, 2, 2] with ``C[g, t, p] = sum_i w_i 1[g_i = g]
-  1[y_i = t] P(y_hat_i = p)``; hard predictions give ordinary counts.
-  """
-  y = jnp.asarray(y_true, jnp.float32)
-  p = jnp.asarray(y_pred, jnp.float32)
-  w = jnp.ones_like(p) if sample_weight is None else jnp.asarray(sample_weight, jnp.float32)
-  cells = jnp.stack([(1 - y) * (1 - p), (1 - y) * p, y * (1 - p), y * p], axis=-1) * w[:, None]
-  onehot = jax.nn.one_hot(groups, num_groups, dtype=jnp.float32)
-  return jnp.einsum("ng,nk->gk", onehot, cells, precision=jax.lax.Precision.HIGHEST).reshape(
-      num_groups, 2, 2)
-
-
-def _ratio(num, den):
-  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
-
-
-def rates_from_confusion(c: Array) -> GroupRates:
-  """Per-group rates from a [G, 2, 2] confusion table (empty denominators give 0)."""
-  neg, pos = c[:, 0].sum(-1), c[:, 1].sum(-1)
-  total = neg + pos
-  return GroupRates(
-      weight=total,
-      selection_rate=_ratio(c[:, 0, 1] + c[:, 1, 1], total),
-      true_positive_rate=_ratio(c[:, 1, 1], pos),
-      false_positive_rate=_ratio(c[:, 0, 1], neg),
-      accuracy=_ratio(c[:, 0, 0] + c[:, 1, 1], total),
-  )
+  return group_confusion(y_true, y_pred, groups, num_groups=n, sample_weight=w), n
 
 
 def group_rates(y_true, y_pred, groups, *, num_groups: Optional[int] = None,
                 sample_weight=None) -> GroupRates:
   """Selection rate, TPR, FPR and accuracy of every group (arrays of shape [num_groups])."""
-  y_true, y_pred, groups, w, n = _prepare(y_true, y_pred, groups, sample_weight, num_groups, None)
-  return rates_from_confusion(group_confusion(y_true, y_pred, groups, num_groups=n, sample_weight=w))
+  c, _ = _prepare(y_true, y_pred, groups, sample_weight, num_groups, None)
+  return rates_from_confusion(c)
 
 
-def _privileged_confusion(c: Array, privileged: int) -> Array:
-  """Collapses [G, 2, 2] into [unprivileged, privileged]."""
-  priv = c[privileged]
-  return jnp.stack([c.sum(0) - priv, priv])
-
-
-def _spread(rate: Array, present: Array) -> Array:
-  hi = jnp.max(jnp.where(present, rate, -jnp.inf))
-  lo = jnp.min(jnp.where(present, rate, jnp.inf))
-  return hi - lo
-
-
-def _check_defined(c: Array, what: str, metric: str) -> None:
+def _check_defined(c: Array, privileged: int, what: str, metric: str) -> None:
   """AIF360 mode, eager only: a rate with an empty denominator is undefined (NaN in AIF360)."""
-  if not _is_concrete(c):
+  if not _checks.is_concrete(c):
     return
-  c = np.asarray(c)
+  c = np.asarray(privileged_split(c, privileged))
   for idx, name in ((0, "unprivileged"), (1, "privileged")):
     if what in ("tpr", "both") and c[idx, 1].sum() <= 0:
       raise ValueError(f"{metric}: the {name} group has no positive labels (y_true == 1), so its "
@@ -214,27 +78,23 @@ def demographic_parity_difference(y_pred, groups, *, privileged: Optional[int] =
   ``demographic_parity_difference``). ``privileged=p``: ``P(y_hat=1|unpriv) - P(y_hat=1|priv)``
   (AIF360 ``statistical_parity_difference``).
   """
-  y_true, y_pred, groups, w, n = _prepare(None, y_pred, groups, sample_weight, num_groups, privileged)
-  c = group_confusion(y_true, y_pred, groups, num_groups=n, sample_weight=w)
+  c, _ = _prepare(None, y_pred, groups, sample_weight, num_groups, privileged)
   if privileged is None:
-    r = rates_from_confusion(c)
-    return _spread(r.selection_rate, r.weight > 0)
-  r = rates_from_confusion(_privileged_confusion(c, privileged))
-  return r.selection_rate[0] - r.selection_rate[1]
+    return unsigned_gap("demographic_parity", c)
+  sel = rates_from_confusion(privileged_split(c, privileged)).selection_rate
+  return sel[0] - sel[1]
 
 
-def _odds(y_true, y_pred, groups, sample_weight, num_groups, privileged, metric, need):
-  y_true, y_pred, groups, w, n = _prepare(y_true, y_pred, groups, sample_weight, num_groups, privileged)
-  c = group_confusion(y_true, y_pred, groups, num_groups=n, sample_weight=w)
+def _odds(y_true, y_pred, groups, sample_weight, num_groups, privileged, metric):
+  """(TPR gap, FPR gap): unsigned max - min, or signed unprivileged - privileged."""
+  c, _ = _prepare(y_true, y_pred, groups, sample_weight, num_groups, privileged)
   if privileged is None:
     r = rates_from_confusion(c)
     present = r.weight > 0
-    return _spread(r.true_positive_rate, present), _spread(r.false_positive_rate, present)
-  c2 = _privileged_confusion(c, privileged)
-  _check_defined(c2, need, metric)
-  r = rates_from_confusion(c2)
-  return (r.true_positive_rate[0] - r.true_positive_rate[1],
-          r.false_positive_rate[0] - r.false_positive_rate[1])
+    return spread(r.true_positive_rate, present), spread(r.false_positive_rate, present)
+  _check_defined(c, privileged, "tpr" if metric == "equal_opportunity_difference" else "both",
+                 metric)
+  return odds_differences(c, privileged)
 
 
 def equalized_odds_difference(y_true, y_pred, groups, *, privileged: Optional[int] = None,
@@ -246,7 +106,7 @@ def equalized_odds_difference(y_true, y_pred, groups, *, privileged: Optional[in
   ``equalized_odds_difference``, which is unsigned).
   """
   d_tpr, d_fpr = _odds(y_true, y_pred, groups, sample_weight, num_groups, privileged,
-                       "equalized_odds_difference", "both")
+                       "equalized_odds_difference")
   return jnp.maximum(jnp.abs(d_tpr), jnp.abs(d_fpr))
 
 
@@ -257,15 +117,8 @@ def equal_opportunity_difference(y_true, y_pred, groups, *, privileged: Optional
   ``privileged=None``: ``max_g TPR_g - min_g TPR_g`` (fairlearn ``equal_opportunity_difference``).
   ``privileged=p``: ``TPR_unpriv - TPR_priv`` (AIF360 ``equal_opportunity_difference``).
   """
-  y_true, y_pred, groups, w, n = _prepare(y_true, y_pred, groups, sample_weight, num_groups, privileged)
-  c = group_confusion(y_true, y_pred, groups, num_groups=n, sample_weight=w)
-  if privileged is None:
-    r = rates_from_confusion(c)
-    return _spread(r.true_positive_rate, r.weight > 0)
-  c2 = _privileged_confusion(c, privileged)
-  _check_defined(c2, "tpr", "equal_opportunity_difference")
-  r = rates_from_confusion(c2)
-  return r.true_positive_rate[0] - r.true_positive_rate[1]
+  return _odds(y_true, y_pred, groups, sample_weight, num_groups, privileged,
+               "equal_opportunity_difference")[0]
 
 
 def average_odds_difference(y_true, y_pred, groups, *, privileged: Optional[int] = None,
@@ -278,29 +131,25 @@ def average_odds_difference(y_true, y_pred, groups, *, privileged: Optional[int]
   ``average_abs_odds_difference`` for two groups).
   """
   d_tpr, d_fpr = _odds(y_true, y_pred, groups, sample_weight, num_groups, privileged,
-                       "average_odds_difference", "both")
+                       "average_odds_difference")
   return 0.5 * (d_tpr + d_fpr)
+
+
+def _overall(y_true, y_pred, sample_weight):
+  groups = jnp.zeros(jnp.shape(y_pred), jnp.int32)
+  return _prepare(y_true, y_pred, groups, sample_weight, 1, None)[0]
 
 
 def accuracy(y_true, y_pred, *, sample_weight=None) -> Array:
   """Weighted accuracy ``sum_i w_i 1[y_hat_i = y_i] / sum_i w_i`` (expected accuracy for
   probabilities)."""
-  groups = jnp.zeros(jnp.shape(y_pred), jnp.int32)
-  y_true, y_pred, groups, w, _ = _prepare(y_true, y_pred, groups, sample_weight, 1, None)
-  c = group_confusion(y_true, y_pred, groups, num_groups=1, sample_weight=w)[0]
-  return (c[0, 0] + c[1, 1]) / c.sum()
+  return accuracy_from_confusion(_overall(y_true, y_pred, sample_weight))
 
 
 def balanced_accuracy(y_true, y_pred, *, sample_weight=None) -> Array:
   """Balanced accuracy ``(TPR + TNR) / 2`` (scikit-learn ``balanced_accuracy_score``: a class
   absent from ``y_true`` is left out of the mean)."""
-  groups = jnp.zeros(jnp.shape(y_pred), jnp.int32)
-  y_true, y_pred, groups, w, _ = _prepare(y_true, y_pred, groups, sample_weight, 1, None)
-  c = group_confusion(y_true, y_pred, groups, num_groups=1, sample_weight=w)[0]
-  neg, pos = c[0].sum(), c[1].sum()
-  tnr, tpr = _ratio(c[0, 0], neg), _ratio(c[1, 1], pos)
-  has_neg, has_pos = (neg > 0).astype(jnp.float32), (pos > 0).astype(jnp.float32)
-  return (tnr * has_neg + tpr * has_pos) / (has_neg + has_pos)
+  return balanced_accuracy_from_confusion(_overall(y_true, y_pred, sample_weight))
 
 
 def savani_objective_v1(bias, accuracy_, *, lam: float = 0.75) -> Array:

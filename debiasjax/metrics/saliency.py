@@ -1,5 +1,6 @@
-"""Saliency-localisation metrics over a region R (Sztukiewicz et al., "Investigating the relationship
-between debiasing and artifact removal using saliency maps", §3; DetoxAI ``core/xai.py``).
+"""Saliency-localisation metrics over a region R (Sztukiewicz et al., "Investigating the
+relationship between debiasing and artifact removal using saliency maps", §3; DetoxAI
+``core/xai.py``).
 
 Maps are [B, H, W] (use :func:`heatmap` to sum relevance over channels) and the region a boolean
 mask [B, H, W] or [H, W] (``debiasjax.data.roi_mask`` turns boxes into masks). Per image:
@@ -24,9 +25,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 from jax.scipy.special import betainc
+
+from debiasjax._checks import is_concrete
 
 NORMALIZATIONS = ("raw", "detoxai", "max_abs")
 
@@ -44,14 +46,10 @@ def heatmap(relevance, *, channel_axis: int = -1):
   return jnp.sum(relevance, axis=channel_axis)
 
 
-def _is_concrete(x) -> bool:
-  return not isinstance(x, jax.core.Tracer)
-
-
 def _check_maps(maps, name="maps"):
   if jnp.ndim(maps) != 3:
     raise ValueError(f"{name}: expected saliency maps [B, H, W], got shape {jnp.shape(maps)}")
-  if _is_concrete(maps) and not bool(jnp.all(jnp.isfinite(maps))):
+  if is_concrete(maps) and not bool(jnp.all(jnp.isfinite(maps))):
     raise ValueError(f"{name}: contains NaN or infinite values")
 
 
@@ -63,17 +61,20 @@ def _region(maps, mask):
   if mask.shape not in (maps.shape, maps.shape[1:]):
     raise ValueError(f"mask: expected shape {maps.shape} or {maps.shape[1:]}, got {mask.shape}")
   mask = jnp.broadcast_to(mask, maps.shape)
-  if _is_concrete(mask):
+  if is_concrete(mask):
     empty = ~jnp.any(mask, axis=(1, 2))
     if bool(jnp.any(empty)):
-      raise ValueError(f"mask: the region is empty for image(s) {jnp.flatnonzero(empty).tolist()[:10]}")
+      raise ValueError(f"mask: the region is empty for image(s) "
+                       f"{jnp.flatnonzero(empty).tolist()[:10]}")
     if bool(jnp.any(jnp.all(mask, axis=(1, 2)))):
-      raise ValueError("mask: the region covers a whole image; there is nothing outside it to compare")
+      raise ValueError("mask: the region covers a whole image; there is nothing outside it to "
+                       "compare")
   return mask.astype(maps.dtype)
 
 
 def normalize(maps, mode: str = "detoxai"):
-  """Per-image normalisation of [B, H, W] maps: ``raw``, ``detoxai`` (|r| / 2 max|r|) or ``max_abs``."""
+  """Per-image normalisation of [B, H, W] maps: ``raw``, ``detoxai`` (|r| / 2 max|r|) or
+  ``max_abs``."""
   _check_maps(maps)
   if mode not in NORMALIZATIONS:
     raise ValueError(f"mode: expected one of {NORMALIZATIONS}, got {mode!r}")
@@ -106,7 +107,8 @@ def mrr(maps, mask):
   """Mean relevance ratio per image: mean inside R / mean outside R (0 when outside is 0)."""
   region = _region(maps, mask)
   outside = _mean_in(maps, 1 - region)
-  return jnp.where(outside == 0, 0.0, _mean_in(maps, region) / jnp.where(outside == 0, 1.0, outside))
+  return jnp.where(outside == 0, 0.0, _mean_in(maps, region) / jnp.where(outside == 0, 1.0,
+                                                                         outside))
 
 
 def one_sided_t_test(d, *, alpha: float = 0.01) -> TTest:
@@ -171,7 +173,8 @@ def saliency_summary(maps, mask, *, vanilla=None, threshold: float = 0.05, tol: 
   test = det(maps, mask, alpha=alpha)
   out["det"], out["det_p"] = bool(test.significant), float(test.p_value)
   if vanilla is not None:
-    for name, values in (("adr", adr(vanilla, maps, mask)), ("dif", dif(vanilla, maps, mask, tol=tol))):
+    for name, values in (("adr", adr(vanilla, maps, mask)), ("dif", dif(vanilla, maps, mask,
+                                                                        tol=tol))):
       out[name], out[name + "_std"] = float(jnp.mean(values)), float(jnp.std(values))
     test = rddt(vanilla, maps, mask, alpha=alpha)
     out["rddt"], out["rddt_p"] = bool(test.significant), float(test.p_value)

@@ -1,8 +1,11 @@
 """Models: Savani's MLP, ResNet-18/34/50 with named stages, and taps into any named layer."""
 
 from debiasjax.models.mlp import MLP
-from debiasjax.models.resnet import BasicBlock, BottleneckBlock, ResNet, ResNet18, ResNet34, ResNet50
-from debiasjax.models.taps import Intervened, Tap, tap, tap_from_functions
+from debiasjax.models.resnet import BasicBlock, BottleneckBlock, ResNet, ResNet18, ResNet34, \
+    ResNet50
+from debiasjax.models.taps import Intervened, Tap, penultimate_layer, tap, tap_from_functions, \
+    top_level_call_order
 
 __all__ = ["MLP", "ResNet", "ResNet18", "ResNet34", "ResNet50", "BasicBlock", "BottleneckBlock",
-           "Intervened", "Tap", "tap", "tap_from_functions"]
+           "Intervened", "Tap", "penultimate_layer", "tap", "tap_from_functions",
+           "top_level_call_order"]

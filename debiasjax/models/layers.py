@@ -36,7 +36,8 @@ SMALL_OUTPUT_POSITIONS = 4
 # Strided convs with at most this many input channels take the space-to-depth input gradient on CPU.
 SPACE_TO_DEPTH_CHANNELS = 4
 
-_NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+_NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1,
+                                                                                         2))
 
 
 def _explicit_padding(padding, in_hw, kernel_hw, strides):

@@ -45,7 +45,8 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     s = (self.strides, self.strides)
-    y = nn.relu(self.norm(name="bn1")(self.conv(self.features, (3, 3), s, _pad(3), name="conv1")(x)))
+    y = nn.relu(self.norm(name="bn1")(self.conv(self.features, (3, 3), s, _pad(3),
+                                                name="conv1")(x)))
     y = self.norm(name="bn2")(self.conv(self.features, (3, 3), (1, 1), _pad(3), name="conv2")(y))
     if x.shape != y.shape:
       x = self.conv(self.features, (1, 1), s, _pad(1), name="downsample_conv")(x)
@@ -65,8 +66,10 @@ class BottleneckBlock(nn.Module):
   def __call__(self, x):
     s = (self.strides, self.strides)
     out = self.features * self.expansion
-    y = nn.relu(self.norm(name="bn1")(self.conv(self.features, (1, 1), (1, 1), _pad(1), name="conv1")(x)))
-    y = nn.relu(self.norm(name="bn2")(self.conv(self.features, (3, 3), s, _pad(3), name="conv2")(y)))
+    y = nn.relu(self.norm(name="bn1")(self.conv(self.features, (1, 1), (1, 1), _pad(1),
+                                                name="conv1")(x)))
+    y = nn.relu(self.norm(name="bn2")(self.conv(self.features, (3, 3), s, _pad(3),
+                                                name="conv2")(y)))
     y = self.norm(name="bn3")(self.conv(out, (1, 1), (1, 1), _pad(1), name="conv3")(y))
     if x.shape != y.shape:
       x = self.conv(out, (1, 1), s, _pad(1), name="downsample_conv")(x)
@@ -84,8 +87,10 @@ class Stem(nn.Module):
   @nn.compact
   def __call__(self, x):
     if self.small_images:
-      return nn.relu(self.norm(name="bn")(self.conv(self.features, (3, 3), (1, 1), _pad(3), name="conv")(x)))
-    x = nn.relu(self.norm(name="bn")(self.conv(self.features, (7, 7), (2, 2), _pad(7), name="conv")(x)))
+      return nn.relu(self.norm(name="bn")(self.conv(self.features, (3, 3), (1, 1), _pad(3),
+                                                    name="conv")(x)))
+    x = nn.relu(self.norm(name="bn")(self.conv(self.features, (7, 7), (2, 2), _pad(7),
+                                               name="conv")(x)))
     return layers.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
 
 
@@ -146,6 +151,9 @@ class ResNet(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
 
 
-ResNet18: Callable[..., ResNet] = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock)
-ResNet34: Callable[..., ResNet] = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BasicBlock)
-ResNet50: Callable[..., ResNet] = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BottleneckBlock)
+ResNet18: Callable[..., ResNet] = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2),
+                                                    block_cls=BasicBlock)
+ResNet34: Callable[..., ResNet] = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
+                                                    block_cls=BasicBlock)
+ResNet50: Callable[..., ResNet] = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
+                                                    block_cls=BottleneckBlock)

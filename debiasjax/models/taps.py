@@ -26,6 +26,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
+import numpy as np
 
 Edit = Callable[[Any], Any]
 
@@ -40,7 +41,8 @@ class Tap(NamedTuple):
 
 def _layer_path(layer: str) -> tuple[str, ...]:
   if not isinstance(layer, str) or not layer.strip("/"):
-    raise ValueError(f"layer: expected a module path such as 'stage3' or 'stage3/block1', got {layer!r}")
+    raise ValueError(f"layer: expected a module path such as 'stage3' or 'stage3/block1', got "
+                     f"{layer!r}")
   return tuple(part for part in layer.split("/") if part)
 
 
@@ -144,3 +146,30 @@ def top_level_call_order(model: nn.Module, variables, x) -> list[str]:
 
   jax.eval_shape(run, variables, x)
   return order
+
+
+def penultimate_layer(model: nn.Module, variables, x) -> str:
+  """The top-level module a forward pass calls just before the last one: where the debiasing
+  methods read and edit features by default (``pool`` of our ResNets, DetoxAI's
+  ``penultimate``; ``layerN`` of the MLP). The one place a default layer is chosen."""
+  x = jax.ShapeDtypeStruct((1,) + tuple(np.shape(x)[1:]), np.asarray(x[:1]).dtype)
+  return _penultimate(model, jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype),
+                                          variables), x)
+
+
+def _penultimate(model, variables, x) -> str:
+  key = (model, jax.tree.structure(variables), x.shape, str(x.dtype))
+  if key not in _PENULTIMATE:
+    _PENULTIMATE[key] = _penultimate_of(model, variables, x)
+  return _PENULTIMATE[key]
+
+
+_PENULTIMATE: dict = {}
+
+
+def _penultimate_of(model, variables, x) -> str:
+  order = top_level_call_order(model, variables, x)
+  if len(order) < 2:
+    raise ValueError(f"model: {type(model).__name__} calls fewer than two top-level modules "
+                     f"({order}); pass layer= (a module path)")
+  return order[-2]

@@ -31,7 +31,8 @@ def test_prepare_and_read_without_tensorflow(prepared):
     assert split == ("train", "validation", "test")[(ident - 1) % 3]
     truth = written["attrs"][ident - 1] > 0
     np.testing.assert_array_equal(row, truth[np.argsort(ATTRS)])
-  np.testing.assert_array_equal(notes["landmarks"][0], [[69, 109], [106, 113], [77, 142], [73, 152], [108, 154]])
+  np.testing.assert_array_equal(notes["landmarks"][0], [[69, 109], [106, 113], [77, 142], [73, 152],
+                                                        [108, 154]])
 
 
 def test_celeba_benchmark_protocol(prepared):

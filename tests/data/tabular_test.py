@@ -76,7 +76,8 @@ def test_south_german_credit(tmp_path):
     data.german(str(tmp_path), protected="sex")
 
 
-@pytest.mark.parametrize("loader, name", [(data.adult, "adult.data"), (data.bank, "bank-additional-full.csv"),
+@pytest.mark.parametrize("loader, name", [(data.adult, "adult.data"), (data.bank,
+                                                                       "bank-additional-full.csv"),
                                           (data.compas, "compas-scores-two-years.csv"),
                                           (data.german, "german.data")])
 def test_missing_file_names_the_file_and_its_source(tmp_path, loader, name):

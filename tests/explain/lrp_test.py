@@ -121,7 +121,8 @@ def test_ig_completeness_improves_with_steps(resnet):
   t = jnp.argmax(logits, -1)
   idx = jnp.arange(len(x))
   expected = logits[idx, t] - apply_fn(jnp.zeros_like(x))[idx, t]
-  errors = [float(jnp.max(jnp.abs(ex.integrated_gradients(apply_fn, x, t, steps=n).reshape(len(x), -1).sum(1)
+  errors = [float(jnp.max(jnp.abs(ex.integrated_gradients(apply_fn, x, t, steps=n).reshape(len(x),
+                                                                                           -1).sum(1)
                                   - expected))) for n in (2, 50)]
   assert errors[1] < errors[0] and errors[1] < 2e-2 * float(jnp.max(jnp.abs(expected)))
 
@@ -169,7 +170,8 @@ def test_one_right_riemann_step_is_gradient_times_input(resnet):
   model, variables, x = resnet
   apply_fn = lambda x: model.apply(variables, x)
   t = _targets(model, variables, x)
-  np.testing.assert_allclose(ex.integrated_gradients(apply_fn, x, t, steps=1, method="riemann_right"),
+  np.testing.assert_allclose(ex.integrated_gradients(apply_fn, x, t, steps=1,
+                                                     method="riemann_right"),
                              ex.gradient_x_input(apply_fn, x, t), rtol=1e-5, atol=1e-6)
 
 
@@ -199,7 +201,8 @@ def _replica(rule, W, b, a, R):
   if isinstance(rule, ex.AlphaBeta):
     sa = R / _stab(P @ ap + N @ an + bp)
     sb = R / _stab(N @ ap + P @ an + bn)
-    return rule.alpha * (ap * (P.T @ sa) + an * (N.T @ sa)) - rule.beta * (ap * (N.T @ sb) + an * (P.T @ sb))
+    return (rule.alpha * (ap * (P.T @ sa) + an * (N.T @ sa))
+            - rule.beta * (ap * (N.T @ sb) + an * (P.T @ sb)))
   if isinstance(rule, ex.Gamma):
     g = rule.gamma
     U, D = W + g * P, W + g * N
@@ -218,7 +221,8 @@ def _replica(rule, W, b, a, R):
   raise AssertionError(rule)
 
 
-@pytest.mark.parametrize("rule", [ex.Epsilon(1e-6), ex.Epsilon(0.25), ex.ZPlus(), ex.AlphaBeta(2, 1),
+@pytest.mark.parametrize("rule", [ex.Epsilon(1e-6), ex.Epsilon(0.25), ex.ZPlus(), ex.AlphaBeta(2,
+                                                                                               1),
                                   ex.AlphaBeta(1, 0), ex.Gamma(0.25), ex.Flat(), ex.WSquare(),
                                   ex.ZBox(-1.5, 2.0)])
 def test_each_rule_matches_its_matrix_replica(rule):
@@ -232,8 +236,10 @@ def test_each_rule_matches_its_matrix_replica(rule):
   b = np.asarray(z[0], np.float64) - W @ np.asarray(a.reshape(-1), np.float64)
   weights = jax.random.normal(jax.random.key(2), z.shape)                 # output relevance = z * w
   got = ex.lrp(model, variables, a, weights, composite=ex.Composite(conv=rule, first=rule))
-  want = _replica(rule, W, b, np.asarray(a.reshape(-1), np.float64), np.asarray((z * weights)[0], np.float64))
-  np.testing.assert_allclose(np.asarray(got).reshape(-1), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+  want = _replica(rule, W, b, np.asarray(a.reshape(-1), np.float64), np.asarray((z * weights)[0],
+                                                                                np.float64))
+  np.testing.assert_allclose(np.asarray(got).reshape(-1), want, rtol=1e-4,
+                             atol=1e-4 * np.abs(want).max())
 
 
 def test_linearity_in_the_output_relevance(resnet):
@@ -248,7 +254,8 @@ def test_batch_equals_stacked_single_samples_and_vmap_over_parameters_equals_loo
   model, variables, x = resnet
   t = _targets(model, variables, x)
   batched = ex.lrp(model, variables, x, t)
-  single = jnp.concatenate([ex.lrp(model, variables, x[i:i + 1], t[i:i + 1]) for i in range(len(x))])
+  single = jnp.concatenate([ex.lrp(model, variables, x[i:i + 1],
+                                   t[i:i + 1]) for i in range(len(x))])
   np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-6)
   stacked = jax.tree_util.tree_map(lambda p: jnp.stack([p, 1.1 * p]), variables)
   many = jax.vmap(lambda v: ex.lrp(model, v, x, t))(stacked)
@@ -283,7 +290,8 @@ def test_by_name_overrides_the_layer_type_rule(resnet):
   t = _targets(model, variables, x)
   zero_all = ex.lrp(model, variables, x, t, composite=ex.lrp_zero())
   plus = ex.epsilon_plus()
-  names = tuple((name, ex.Epsilon(0.0)) for name in ("stem", "stage1", "stage2", "stage3", "stage4/"))
+  names = tuple((name, ex.Epsilon(0.0)) for name in ("stem", "stage1", "stage2", "stage3",
+                                                     "stage4/"))
   override = rules.Composite(conv=plus.conv, dense=plus.dense, by_name=names)
   np.testing.assert_allclose(ex.lrp(model, variables, x, t, composite=override), zero_all,
                              rtol=1e-4, atol=1e-6)

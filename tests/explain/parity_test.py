@@ -8,7 +8,7 @@ import pytest
 
 from debiasjax import explain as ex
 from debiasjax.models import ResNet18
-from experiments import torch_peers
+from tests import torch_peers
 
 try:
   torch, zennit, captum, torchvision = torch_peers.import_torch_peers()
@@ -46,7 +46,8 @@ def test_epsilon_plus_flat_matches_zennit_on_a_small_cnn(small_cnn):
 
 def test_epsilon_plus_flat_matches_zennit_on_resnet18():
   torch.manual_seed(1)
-  tmodel = torch_peers.randomize_batch_norm(torch, torchvision.models.resnet18(num_classes=5), seed=2)
+  tmodel = torch_peers.randomize_batch_norm(torch, torchvision.models.resnet18(num_classes=5),
+                                            seed=2)
   x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype(np.float32)
   model = ResNet18(num_classes=5)
   variables = torch_peers.resnet_variables(tmodel)
@@ -54,7 +55,8 @@ def test_epsilon_plus_flat_matches_zennit_on_resnet18():
   with torch.no_grad():
     np.testing.assert_allclose(model.apply(variables, x), tmodel(tx).numpy(), rtol=1e-4, atol=1e-4)
   targets = np.asarray(jnp.argmax(model.apply(variables, x), -1))
-  theirs = torch_peers.to_nhwc(torch_peers.zennit_epsilon_plus_flat(torch, zennit, tmodel, tx, targets,
+  theirs = torch_peers.to_nhwc(torch_peers.zennit_epsilon_plus_flat(torch, zennit, tmodel, tx,
+                                                                    targets,
                                                                     resnet=True))
   ours = ex.lrp(model, variables, jnp.asarray(x), jnp.asarray(targets))
   assert _max_rel(ours, theirs) < 1e-4

@@ -1,13 +1,15 @@
 """Savani's adversarial fine-tuning, Zhang et al.'s projected gradients, plain fine-tuning."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from debiasjax import metrics as M
+from debiasjax import metrics as M, train
 from debiasjax.evaluate import fairness_summary, positive_probability
 from debiasjax.methods import adversarial as A
+from debiasjax.methods.finetuning import Context, tune
 from debiasjax.methods.objective import Objective, bias_from_confusion
 
 
@@ -27,7 +29,8 @@ def test_zhang_projected_gradient_is_orthogonal_to_the_adversary_gradient(alpha)
     g_pred, g_adv = random_tree(jax.random.key(seed)), random_tree(jax.random.key(100 + seed))
     d = A.projected_update(g_pred, g_adv, alpha)
     projected = jax.tree.map(lambda u, v: u + alpha * v, d, g_adv)   # g_P - proj(g_P)
-    assert abs(_vdot(projected, g_adv)) < 1e-4 * np.sqrt(_vdot(g_adv, g_adv) * _vdot(g_pred, g_pred))
+    assert abs(_vdot(projected, g_adv)) < 1e-4 * np.sqrt(_vdot(g_adv, g_adv) * _vdot(g_pred,
+                                                                                     g_pred))
     # The step hurts the adversary: it moves against its gradient by alpha ||g_A||^2.
     assert _vdot(d, g_adv) == pytest.approx(-alpha * _vdot(g_adv, g_adv), rel=1e-4, abs=1e-4)
     # Per tensor (AIF360's form): orthogonal leaf by leaf.
@@ -74,30 +77,58 @@ def test_adversarial_fine_tuning_reduces_test_bias_at_a_bounded_accuracy_cost(ce
   bench, model, v = census_model
   test = bench.test
   obj = Objective("v2", "statistical_parity", margin=0.02)
-  r = A.savani_adversarial(model, v, bench.debias, key=jax.random.key(0), layer="layer3",
-                           objective=obj, epochs=4, critic_steps=50, actor_steps=50)
+  r = tune(A.savani_adversarial(layer="layer3", objective=obj, epochs=4, critic_steps=50,
+                                actor_steps=50), model, v, bench.debias, key=jax.random.key(0))
   before = fairness_summary(test.y, score(model, v, test.x) > 0.5, test.group, privileged=1)
   after = fairness_summary(test.y, score(model, r.variables, test.x) > r.threshold, test.group,
                            privileged=1)
-  assert abs(after["statistical_parity_difference"]) < 0.5 * abs(before["statistical_parity_difference"])
+  assert abs(after["statistical_parity_difference"]) < \
+      0.5 * abs(before["statistical_parity_difference"])
   assert after["accuracy"] > before["accuracy"] - 0.08
   assert r.trace["critic_loss"].shape == (4,)
   assert abs(float(r.bias)) < obj.epsilon
 
 
-def test_adversarial_fine_tuning_vmaps_over_seeds(census_model):
-  bench, model, v = census_model
-  run = lambda k: A.savani_adversarial(model, v, bench.debias, key=k, layer="layer3",
-                                       objective=Objective("v1"), epochs=2, critic_steps=5,
-                                       actor_steps=5).score
+def _stacked_equals_single_runs(trainer, v, data, num_steps, batch_size):
   keys = jax.random.split(jax.random.key(1), 2)
-  np.testing.assert_allclose(jax.jit(jax.vmap(run))(keys), [run(k) for k in keys], atol=1e-5)
+  kwargs = dict(num_steps=num_steps, batch_size=batch_size, order="sampled")
+  stacked = train.fit(trainer, jax.vmap(lambda k: trainer.init(k, v))(keys), data, key=keys,
+                      seed=[0, 0], stacked=True, **kwargs)
+  for i, k in enumerate(keys):
+    single = train.fit(trainer, trainer.init(k, v), data, key=k, **kwargs)
+    chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], stacked), single, atol=1e-5)
+
+
+def test_savani_and_zhang_trainers_for_stacked_seeds_equal_single_runs(census_model):
+  bench, model, v = census_model
+  d = bench.debias
+  data = {"x": d.x, "y": d.y, "group": d.group}
+  context = Context(model, v, d, "layer3", Objective("v1"), 2)
+  savani = A.savani_adversarial(objective=Objective("v1"), epochs=2, critic_steps=5,
+                                actor_steps=5, batch_size=64)
+  _stacked_equals_single_runs(savani.trainer(context), v, data, 20, 64)
+  zhang = A.zhang_adversarial(num_steps=6, warmup_steps=4)
+  _stacked_equals_single_runs(zhang.trainer(context), v, data, 10, 128)
+
+
+def test_recipes_built_again_reuse_their_compiled_steps(census_model):
+  """A recipe built again (same settings) gives the same update functions, so train.fit finds
+  its compiled steps instead of tracing and compiling them again."""
+  bench, model, v = census_model
+  context = Context(model, v, bench.debias, "layer3", Objective("v1"), 2)
+  for build in (lambda: A.savani_adversarial(objective=Objective("v1"), epochs=2),
+                lambda: A.zhang_adversarial(num_steps=6, warmup_steps=4),
+                lambda: A.fine_tune(num_steps=4)):
+    first, second = build().trainer(context), build().trainer(context)
+    assert first.update == second.update
+  other = A.zhang_adversarial(num_steps=6, warmup_steps=4, learning_rate=0.02).trainer(context)
+  assert other.update != A.zhang_adversarial(num_steps=6, warmup_steps=4).trainer(context).update
 
 
 def test_zhang_reduces_the_soft_parity_gap(census_model):
   bench, model, v = census_model
-  r = A.zhang_adversarial(model, v, bench.debias, key=jax.random.key(0),
-                          constraint="demographic_parity")
+  r = tune(A.zhang_adversarial(constraint="demographic_parity"), model, v, bench.debias,
+           key=jax.random.key(0))
   g = bench.test.group
   gap = lambda vv: float(np.mean(score(model, vv, bench.test.x)[g == 1])
                          - np.mean(score(model, vv, bench.test.x)[g == 0]))
@@ -109,12 +140,12 @@ def test_fine_tuning_methods_reject_bad_arguments(census_model):
   bench, model, v = census_model
   key = jax.random.key(0)
   with pytest.raises(ValueError, match="constraint"):
-    A.zhang_adversarial(model, v, bench.debias, key=key, constraint="parity")
+    A.zhang_adversarial(constraint="parity")
   with pytest.raises(ValueError, match="alpha"):
-    A.zhang_adversarial(model, v, bench.debias, key=key, alpha=-1.0)
+    A.zhang_adversarial(alpha=-1.0)
   with pytest.raises(ValueError, match="layer.*layer1"):
-    A.savani_adversarial(model, v, bench.debias, key=key, layer="layer7")
+    tune(A.savani_adversarial(layer="layer7"), model, v, bench.debias, key=key)
   with pytest.raises(ValueError, match="batch_size"):
-    A.fine_tune(model, v, bench.debias, key=key, batch_size=0)
+    A.fine_tune(batch_size=0)
   with pytest.raises(ValueError, match="epochs"):
-    A.savani_adversarial(model, v, bench.debias, key=key, layer="layer3", epochs=0)
+    A.savani_adversarial(layer="layer3", epochs=0)

@@ -4,11 +4,13 @@ differences, lambda sweeps by vmap, frozen layers, and the edits inside the mode
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from debiasjax import models
+from debiasjax import models, train
 from debiasjax.data.dataset import Split
 from debiasjax.methods import clarc, concepts as C
+from debiasjax.methods.finetuning import tune
 from debiasjax.models.taps import Intervened, tap, top_level_call_order
 
 
@@ -26,12 +28,12 @@ def test_rr_penalty_gradient_matches_finite_differences():
     x = jnp.asarray(rng.normal(size=(8, 4)))
     y = jnp.asarray(rng.integers(0, 2, 8))
     v = rng.normal(size=6)
-    cav = C.CAV(jnp.asarray(v / np.linalg.norm(v)), jnp.zeros(6), jnp.ones(6), "none", "signal")
+    cav = C.CAV(jnp.asarray(v / np.linalg.norm(v)), jnp.zeros(6), jnp.ones(6))
     t = tap(model, "layer2")
 
     def penalty(params):
       return clarc.rr_penalty(t, {"params": params}, x, y, jax.random.key(1), cav,
-                              criterion="all_logits_random")[0]
+                              criterion="all_logits_random", pooling="none")[0]
 
     params = variables["params"]
     grad = jax.grad(penalty)(params)
@@ -39,7 +41,8 @@ def test_rr_penalty_gradient_matches_finite_differences():
     g = jax.flatten_util.ravel_pytree(grad)[0]
     direction = jnp.asarray(rng.normal(size=flat.shape))
     eps = 1e-6
-    fd = (penalty(unravel(flat + eps * direction)) - penalty(unravel(flat - eps * direction))) / (2 * eps)
+    fd = (penalty(unravel(flat + eps * direction))
+          - penalty(unravel(flat - eps * direction))) / (2 * eps)
     assert float(g @ direction) == pytest.approx(float(fd), rel=1e-6)
     assert abs(float(g @ direction)) > 1e-6
 
@@ -50,9 +53,10 @@ def test_rr_penalty_is_the_squared_directional_derivative():
   x = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
   y = jnp.zeros(5, jnp.int32)
   v = jnp.asarray(np.eye(6)[2], jnp.float32)
-  cav = C.CAV(v, jnp.zeros(6), jnp.ones(6), "none", "signal")
+  cav = C.CAV(v, jnp.zeros(6), jnp.ones(6))
   t = tap(model, "layer2")
-  penalty, logits = clarc.rr_penalty(t, variables, x, y, None, cav, criterion="all_logits")
+  penalty, logits = clarc.rr_penalty(t, variables, x, y, None, cav, criterion="all_logits",
+                                     pooling="none")
   # d(sum of logits)/da = the head's kernel summed over classes, the same for every sample.
   kernel = np.asarray(variables["params"]["head"]["kernel"])
   assert float(penalty) == pytest.approx(kernel[2].sum() ** 2, rel=1e-5)
@@ -70,14 +74,23 @@ def _split(n=64, seed=0):
 
 
 def test_rr_clarc_lambda_sweep_by_vmap_equals_one_run_per_lambda():
+  """lam lives in the trainer state: two stacked states (lam 0 and 5) trained in one vmapped
+  program equal one run per lambda."""
   model, variables = _tiny_mlp()
   split = _split()
   key = jax.random.key(3)
-  kwargs = dict(key=key, layer="layer2", num_steps=5, batch_size=16, trainable="all",
-                learning_rate=1e-2)
-  swept = clarc.rr_clarc(model, variables, split, lam=[0.0, 5.0], **kwargs).variables
+  cav = C.fit_cav(tap(model, "layer2").activations(variables, jnp.asarray(split.x)), split.group,
+                  pooling="none")
+  trainer = clarc.rr_clarc_trainer(model, "layer2", cav, optax.adam(1e-2), pooling="none")
+  data = {"x": split.x, "y": split.y}
+  kwargs = dict(num_steps=5, batch_size=16, order="sampled")
+  lams = jnp.asarray([0.0, 5.0])
+  init = jax.vmap(lambda lam: trainer.init(key, variables)._replace(lam=lam))(lams)
+  swept = train.variables_of(train.fit(trainer, init, data, key=jnp.stack([key, key]),
+                                       seed=[0, 0], stacked=True, **kwargs))
   for i, lam in enumerate((0.0, 5.0)):
-    single = clarc.rr_clarc(model, variables, split, lam=lam, **kwargs).variables
+    single = train.variables_of(train.fit(trainer, trainer.init(key, variables)._replace(
+        lam=jnp.float32(lam)), data, key=key, **kwargs))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b),
                                                          atol=1e-5), swept, single)
 
@@ -87,14 +100,14 @@ def test_fine_tuning_trains_only_the_modules_after_the_layer():
   split = _split()
   assert top_level_call_order(model, variables, split.x) == ["layer1", "layer2", "head"]
   for method in (clarc.a_clarc, clarc.rr_clarc):
-    new = method(model, variables, split, key=jax.random.key(0), layer="layer1", num_steps=3,
-                 batch_size=16, trainable="after").variables["params"]
+    new = tune(method(layer="layer1", num_steps=3, batch_size=16, trainable="after"), model,
+               variables, split, key=jax.random.key(0)).variables["params"]
     np.testing.assert_array_equal(np.asarray(new["layer1"]["dense"]["kernel"]),
                                   np.asarray(variables["params"]["layer1"]["dense"]["kernel"]))
     assert not np.allclose(np.asarray(new["layer2"]["dense"]["kernel"]),
                            np.asarray(variables["params"]["layer2"]["dense"]["kernel"]))
-  head_only = clarc.a_clarc(model, variables, split, key=jax.random.key(0), layer="layer1",
-                            num_steps=3, batch_size=16, trainable="head").variables["params"]
+  head_only = tune(clarc.a_clarc(layer="layer1", num_steps=3, batch_size=16, trainable="head"),
+                   model, variables, split, key=jax.random.key(0)).variables["params"]
   np.testing.assert_array_equal(np.asarray(head_only["layer2"]["dense"]["kernel"]),
                                 np.asarray(variables["params"]["layer2"]["dense"]["kernel"]))
 
@@ -102,14 +115,15 @@ def test_fine_tuning_trains_only_the_modules_after_the_layer():
 def test_p_clarc_result_is_the_model_with_the_edit_inside():
   model, variables = _tiny_mlp()
   split = _split()
-  result = clarc.p_clarc(model, variables, split, layer="layer2", decorrelate=False)
-  assert isinstance(result.model, Intervened) and result.variables is variables
+  edited_model, state = clarc.fit_edit(clarc.at_layer("layer2", C.p_clarc(), decorrelate=False),
+                                       model, variables, split)
+  assert isinstance(edited_model, Intervened)
   t = tap(model, "layer2")
   a = t.activations(variables, jnp.asarray(split.x))
   head = variables["params"]["head"]
-  edited = C.project_to(result.concept)(a)
+  edited = C.project_to(state.cav)(a)
   expected = edited @ head["kernel"] + head["bias"][None]
-  np.testing.assert_allclose(np.asarray(result.model.apply(variables, jnp.asarray(split.x))),
+  np.testing.assert_allclose(np.asarray(edited_model.apply(variables, jnp.asarray(split.x))),
                              np.asarray(expected), atol=1e-5)
 
 
@@ -118,8 +132,6 @@ def test_rr_clarc_learns_to_ignore_the_concept():
   fine-tuning lowers the model's reliance on it (its demographic parity gap)."""
   model, variables = _tiny_mlp()
   split = _split(n=512, seed=4)
-  from debiasjax import train
-  import optax
   trainer = train.supervised(model, optax.adam(1e-2))
   state = trainer.init(jax.random.key(0), variables)
   state = train.fit(trainer, state, {"x": split.x, "y": split.y}, key=jax.random.key(0),
@@ -133,8 +145,9 @@ def test_rr_clarc_learns_to_ignore_the_concept():
   gap = lambda v: abs(float(np.mean(np.asarray(model.apply(v, test.x)).argmax(1)[test.group == 1]) -
                             np.mean(np.asarray(model.apply(v, test.x)).argmax(1)[test.group == 0])))
   before = gap(variables)
-  after = gap(clarc.rr_clarc(model, variables, split, key=jax.random.key(1), layer="layer1",
-                             num_steps=300, batch_size=64, learning_rate=1e-2, lam=50.0).variables)
+  after = gap(tune(clarc.rr_clarc(layer="layer1", num_steps=300, batch_size=64,
+                                  learning_rate=1e-2, lam=50.0),
+                   model, variables, split, key=jax.random.key(1)).variables)
   assert after < 0.5 * before, (before, after)
 
 
@@ -143,14 +156,14 @@ def test_bad_arguments_raise_clear_errors():
   split = _split()
   key = jax.random.key(0)
   with pytest.raises(ValueError, match="criterion"):
-    clarc.rr_clarc(model, variables, split, key=key, criterion="max")
+    clarc.rr_clarc(criterion="max")
   with pytest.raises(ValueError, match="lam"):
-    clarc.rr_clarc(model, variables, split, key=key, lam=-1.0)
+    clarc.rr_clarc(lam=-1.0)
   with pytest.raises(ValueError, match="trainable"):
-    clarc.a_clarc(model, variables, split, key=key, trainable="some")
+    clarc.a_clarc(trainable="some")
   with pytest.raises(ValueError, match="trainable"):
-    clarc.a_clarc(model, variables, split, key=key, layer="head", trainable="after")
+    tune(clarc.a_clarc(layer="head", trainable="after"), model, variables, split, key=key)
   with pytest.raises(ValueError, match="batch_size"):
-    clarc.a_clarc(model, variables, split, key=key, batch_size=0)
+    clarc.a_clarc(batch_size=0)
   with pytest.raises(ValueError, match="direction"):
-    clarc.mass_mean(model, variables, split, direction="svm")
+    C.mass_mean(direction="svm")

@@ -25,8 +25,8 @@ def test_p_clarc_with_signal_cav_makes_the_group_means_coincide(pooling):
   a, c, _ = _concept_data(maps=True)
   w = C.concept_weights(c)
   cav = C.fit_cav(a, c, kind="signal", pooling=pooling, weights=w)
-  edited = C.project_to(cav)(jnp.asarray(a))
-  coords = np.asarray(C._dot(C.pool(edited, pooling), cav.direction))
+  edited = C.project_to(cav, pooling=pooling)(jnp.asarray(a))
+  coords = np.asarray(C.dot(C.pool(edited, pooling), cav.direction))
   # Every sample lands on the clean level, so both groups' means coincide along v.
   np.testing.assert_allclose(coords, float(cav.clean_level), atol=1e-4)
   if pooling == "none":
@@ -34,7 +34,7 @@ def test_p_clarc_with_signal_cav_makes_the_group_means_coincide(pooling):
     e = np.asarray(edited).reshape(len(a), -1)
     mu0, mu1 = (np.average(e[c == k], axis=0, weights=w[c == k]) for k in (0, 1))
     np.testing.assert_allclose(mu0, mu1, atol=1e-4)
-  again = C.project_to(cav)(edited)
+  again = C.project_to(cav, pooling=pooling)(edited)
   np.testing.assert_allclose(np.asarray(again), np.asarray(edited), atol=1e-4)   # idempotent
 
 
@@ -47,7 +47,8 @@ def test_signal_cav_is_the_normalised_mean_difference_and_lda_the_fisher_directi
   # cov(x, t) / var(t) (the pattern CAV's formula) points the same way.
   t = c - c.mean()
   pattern = (a - a.mean(0)).T @ t / (t @ t)
-  np.testing.assert_allclose(pattern / np.linalg.norm(pattern), np.asarray(cav.direction), atol=1e-5)
+  np.testing.assert_allclose(pattern / np.linalg.norm(pattern), np.asarray(cav.direction),
+                             atol=1e-5)
   lda = C.fit_cav(a, c, kind="lda", weights=w)
   centred = a - np.where(c[:, None] == 1, a[c == 1].mean(0), a[c == 0].mean(0))
   fisher = np.linalg.solve(centred.T @ centred / len(a), diff)
@@ -81,7 +82,8 @@ def test_cross_validated_regularisation_comes_from_the_grid_and_is_refitted():
   scores = C._cross_validate("ridge", jnp.asarray(a[np.random.default_rng(0).permutation(200)]),
                              jnp.zeros(200), jnp.ones(200), jnp.asarray(C.REGULARISATION_GRID), 5)
   assert scores.shape == (len(C.REGULARISATION_GRID),)
-  refits = [C.fit_cav(a, c, kind="ridge", regularisation=r).direction for r in C.REGULARISATION_GRID]
+  refits = [C.fit_cav(a, c, kind="ridge",
+                      regularisation=r).direction for r in C.REGULARISATION_GRID]
   assert any(np.allclose(np.asarray(cav.direction), np.asarray(r), atol=1e-6) for r in refits)
 
 
@@ -100,8 +102,8 @@ def test_reactive_p_clarc_edits_only_gated_samples():
 def test_a_clarc_level_moves_everyone_to_the_concept_mean():
   a, c, _ = _concept_data(maps=True, seed=4)
   cav = C.fit_cav(a, c, pooling="max")
-  edited = C.project_to(cav, cav.concept_level)(jnp.asarray(a))
-  np.testing.assert_allclose(np.asarray(C._dot(C.pool(edited, "max"), cav.direction)),
+  edited = C.project_to(cav, cav.concept_level, pooling="max")(jnp.asarray(a))
+  np.testing.assert_allclose(np.asarray(C.dot(C.pool(edited, "max"), cav.direction)),
                              float(cav.concept_level), atol=1e-4)
 
 
@@ -164,7 +166,8 @@ def test_reweighing_makes_the_concept_independent_of_the_target():
   for cc in (0, 1):
     for yy in (0, 1):
       joint = w[(c == cc) & (y == yy)].sum() / w.sum()
-      assert joint == pytest.approx(w[c == cc].sum() / w.sum() * w[y == yy].sum() / w.sum(), abs=1e-6)
+      assert joint == pytest.approx(w[c == cc].sum() / w.sum() * w[y == yy].sum() / w.sum(),
+                                    abs=1e-6)
 
 
 def test_p_clarc_on_a_resnet50_stage4_map_never_allocates_a_d_by_d_matrix():
@@ -172,10 +175,9 @@ def test_p_clarc_on_a_resnet50_stage4_map_never_allocates_a_d_by_d_matrix():
   dense D x D projector would need 40 GB. The compiled edit's temporaries stay within a few
   copies of the map."""
   shape = (7, 7, 2048)
-  cav = C.CAV(jnp.ones(shape) / np.sqrt(np.prod(shape)), jnp.zeros(shape), jnp.ones(shape),
-              "none", "signal")
+  cav = C.CAV(jnp.ones(shape) / np.sqrt(np.prod(shape)), jnp.zeros(shape), jnp.ones(shape))
   maps = jax.ShapeDtypeStruct((64,) + shape, jnp.float32)
-  compiled = jax.jit(C.project_to(cav)).lower(maps).compile()
+  compiled = jax.jit(C.project_to(cav, pooling="none")).lower(maps).compile()
   memory = compiled.memory_analysis()
   map_bytes = 64 * np.prod(shape) * 4
   assert memory.temp_size_in_bytes <= 4 * map_bytes
@@ -198,3 +200,47 @@ def test_bad_inputs_raise_clear_errors():
     C.fit_leace(a, c, method="oblique")
   with pytest.raises(ValueError, match="svd_tol"):
     C.fit_leace(a, c, svd_tol=0)
+
+
+ERASERS = {"p_clarc": lambda: C.p_clarc(pooling="max"),
+           "p_clarc_full_map": lambda: C.p_clarc(pooling="none"),
+           "reactive_p_clarc": lambda: C.p_clarc(pooling="mean", reactive=True),
+           "artifact_injection": lambda: C.p_clarc(level="concept"),
+           "mass_mean": lambda: C.mass_mean(),
+           "mass_mean_lda": lambda: C.mass_mean(direction="lda", pooling="max"),
+           "leace": lambda: C.leace()}
+
+
+@pytest.mark.parametrize("name", sorted(ERASERS))
+def test_eraser_fits_vmap_over_bootstrap_weights_and_states_hold_arrays_only(name):
+  eraser = ERASERS[name]()
+  a, c, y = _concept_data(n=96, d=3, seed=9, maps=True)
+  rng = np.random.default_rng(10)
+  weights = np.stack([np.bincount(rng.integers(0, 96, 96), minlength=96) for _ in range(8)])
+  weights = weights.astype(np.float32) * np.asarray(C.concept_weights(c, target=y))
+  stacked = jax.vmap(eraser.fit, in_axes=(None, None, 0))(jnp.asarray(a), c, jnp.asarray(weights))
+  probe = jnp.asarray(a[:16])
+  edited = jax.vmap(eraser.apply, in_axes=(0, None))(stacked, probe)
+  for i in range(8):
+    single = eraser.fit(a, c, weights[i])
+    for u, v in zip(jax.tree.leaves(single), jax.tree.leaves(stacked)):
+      np.testing.assert_allclose(np.asarray(v[i]), np.asarray(u), rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(edited[i]), np.asarray(eraser.apply(single, probe)),
+                               rtol=2e-4, atol=2e-4)
+  # A state is a pytree of arrays: it passes through jit unchanged.
+  state = eraser.fit(a, c)
+  passed = jax.jit(lambda s: s)(state)
+  assert jax.tree.structure(passed) == jax.tree.structure(state)
+  assert all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(passed))
+
+
+def test_eraser_apply_is_its_kernel():
+  a, c, _ = _concept_data(maps=True, seed=11)
+  state = C.p_clarc(pooling="none").fit(a, c)
+  np.testing.assert_allclose(
+      np.asarray(C.p_clarc(pooling="none").apply(state, jnp.asarray(a))),
+      np.asarray(C.project_to(C.fit_cav(a, c, pooling="none"), pooling="none")(jnp.asarray(a))),
+      atol=1e-5)
+  leace_state = C.leace().fit(a, c)
+  np.testing.assert_allclose(np.asarray(C.leace().apply(leace_state, jnp.asarray(a))),
+                             np.asarray(C.fit_leace(a, c)(jnp.asarray(a))), atol=1e-5)

@@ -10,9 +10,14 @@ import pytest
 from debiasjax import metrics as M
 from debiasjax.methods import postprocessing as P
 from debiasjax.metrics.sweep import confusion_at_thresholds
-from experiments.peers import aif360_datasets, fairlearn_threshold_optimizer
+from tests.peers import aif360_datasets, fairlearn_threshold_optimizer
 
 warnings.filterwarnings("ignore")
+
+FACTORIES = {"threshold_optimizer": P.threshold_optimizer, "reject_option": P.reject_option,
+             "equalized_odds": P.equalized_odds_postprocessing,
+             "calibrated_equalized_odds": P.calibrated_equalized_odds,
+             "naive_threshold": P.naive_threshold}
 
 
 def scored_case(seed, *, groups=None, n=None, ties=False):
@@ -45,7 +50,8 @@ def test_confusion_at_thresholds_equals_one_threshold_at_a_time():
 # ------------------------------------------------------------------ threshold optimizer / fairlearn
 
 def fairlearn_fit(s, y, g, constraint, objective, flip, grid_size):
-  to = fairlearn_threshold_optimizer(constraint, objective=objective, flip=flip, grid_size=grid_size)
+  to = fairlearn_threshold_optimizer(constraint, objective=objective, flip=flip,
+                                     grid_size=grid_size)
   return to.fit(s[:, None].astype(np.float64), y, sensitive_features=g)
 
 
@@ -109,7 +115,8 @@ def test_equalized_odds_collapses_on_an_anticorrelated_group_and_flip_avoids_it(
   s = np.clip(0.5 + 0.35 * (signal - 0.5) + 0.15 * rng.normal(size=n), 0, 1).astype(np.float32)
   results = {}
   for flip in (False, True):
-    pp = P.threshold_optimizer(constraint="equalized_odds", objective="balanced_accuracy", flip=flip)
+    pp = P.threshold_optimizer(constraint="equalized_odds", objective="balanced_accuracy",
+                               flip=flip)
     p = pp.probability(pp.fit(s, y, g), s, g)
     results[flip] = (float(M.balanced_accuracy(y, p)), float(M.equalized_odds_difference(y, p, g)))
   assert results[False][0] == pytest.approx(0.5, abs=0.01) and results[False][1] < 0.02
@@ -224,7 +231,8 @@ def test_naive_threshold_is_not_won_by_a_near_constant_rule_on_a_shortcut_model(
   rng = np.random.default_rng(0)
   g = rng.integers(0, 2, 2000)
   y = (rng.uniform(size=2000) < np.where(g == 1, 0.9, 0.1)).astype(int)
-  s = np.clip(0.2 + 0.6 * g + 0.05 * rng.normal(size=2000) + 0.03 * (y - 0.5), 0, 1).astype(np.float32)
+  s = np.clip(0.2 + 0.6 * g + 0.05 * rng.normal(size=2000) + 0.03 * (y - 0.5), 0,
+              1).astype(np.float32)
   state = P.naive_threshold(metric="equalized_odds", lam=1.0).fit(s, y, g)
   p = np.asarray(P.naive_threshold().probability(state, s, g))
   assert 0.2 < p.mean() < 0.8                          # a real split, not everyone on one side
@@ -250,7 +258,7 @@ def test_naive_threshold_vmaps_over_lam():
     ("equalized_odds", {}), ("calibrated_equalized_odds", {}), ("naive_threshold", {})])
 def test_bootstrap_fits_vmap_equals_loop(name, kwargs):
   s, y, g, G = scored_case(11, groups=2, n=200)
-  pp = P.METHODS[name](num_groups=2, **kwargs)
+  pp = FACTORIES[name](num_groups=2, **kwargs)
   rng = np.random.default_rng(0)
   weights = rng.multinomial(len(y), np.ones(len(y)) / len(y), size=4).astype(np.float32)
   batched = jax.jit(jax.vmap(lambda w: pp.fit(s, y, g, sample_weight=w)))(weights)
@@ -265,33 +273,35 @@ def test_sample_weights_equal_repeated_rows():
   w = np.random.default_rng(3).integers(0, 3, len(y))
   rep = np.repeat(np.arange(len(y)), w)
   for name in ("threshold_optimizer", "equalized_odds", "calibrated_equalized_odds"):
-    pp = P.METHODS[name]()
+    pp = FACTORIES[name]()
     a, b = pp.fit(s, y, g, sample_weight=w.astype(np.float32)), pp.fit(s[rep], y[rep], g[rep])
     np.testing.assert_allclose(pp.probability(a, s, g), pp.probability(b, s, g), atol=1e-5)
 
 
 # ------------------------------------------------------------------ degenerate inputs
 
-@pytest.mark.parametrize("name", list(P.METHODS))
+@pytest.mark.parametrize("name", list(FACTORIES))
 def test_nan_scores_raise(name):
   s, y, g, _ = scored_case(0, groups=2)
   s[3] = np.nan
   with pytest.raises(ValueError, match="scores: expected finite scores, got 1 NaN"):
-    P.METHODS[name]().fit(s, y, g)
+    FACTORIES[name]().fit(s, y, g)
 
 
-@pytest.mark.parametrize("name", ["threshold_optimizer", "equalized_odds", "calibrated_equalized_odds"])
+@pytest.mark.parametrize("name", ["threshold_optimizer", "equalized_odds",
+                                  "calibrated_equalized_odds"])
 def test_group_with_one_label_class_raises(name):
   s, y, g, _ = scored_case(0, groups=2)
   y = np.where(g == 1, 1, y)
   with pytest.raises(ValueError, match="group 1 has only label 1 \\(degenerate labels\\)"):
-    P.METHODS[name]().fit(s, y, g)
+    FACTORIES[name]().fit(s, y, g)
 
 
 def test_one_label_class_is_fine_where_the_method_needs_none():
   s, y, g, _ = scored_case(0, groups=2)
   y = np.where(g == 1, 1, y)
-  state = P.reject_option(metric="statistical_parity", num_thresholds=10, num_margins=5).fit(s, y, g)
+  state = P.reject_option(metric="statistical_parity", num_thresholds=10, num_margins=5).fit(s, y,
+                                                                                             g)
   assert np.isfinite(float(state.threshold))
   state = P.naive_threshold(metric="demographic_parity").fit(s, y, g)
   assert np.isfinite(float(state.objective))
@@ -323,3 +333,24 @@ def test_all_equal_scores():
 def test_bad_hyperparameters(factory, kwargs, message):
   with pytest.raises(ValueError, match=message):
     factory(**kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_fits_compile_once_per_size_bucket(name):
+  """Fits on 200 and 210 rows share one program (both padded to 224 rows of which the extra
+  have weight zero) and equal the fits of the unpadded data."""
+  from tests.compilations import count_compilations
+  pp = FACTORIES[name]()
+  s, y, g, _ = scored_case(21, groups=2, n=210)
+  pp.fit(s[:200], y[:200], g[:200])
+  with count_compilations() as lowered:
+    state = pp.fit(s, y, g)
+  assert not [f for f in lowered if "fit" in f], lowered
+  assert P.bucket_size(200) == P.bucket_size(210) == 224 and P.bucket_size(3) == 64
+  # Padding is exact: the rule of the padded fit equals one fitted on 224 explicit rows whose
+  # last 14 have weight zero.
+  pad = lambda v: np.concatenate([v, np.repeat(v[:1], 14)])
+  weights = np.concatenate([np.ones(210), np.zeros(14)]).astype(np.float32)
+  explicit = pp.fit(pad(s), pad(y), pad(g), sample_weight=weights)
+  np.testing.assert_array_equal(np.asarray(pp.probability(state, s, g)),
+                                np.asarray(pp.probability(explicit, s, g)))

@@ -17,7 +17,8 @@ def brute_force_phi(objective, s, y, g, t, w=None):
   yhat = (s > t).astype(float)
   w = np.ones_like(s) if w is None else w
   priv = g == objective.privileged
-  mean = lambda mask, v: float((v * w * mask).sum() / (w * mask).sum()) if (w * mask).sum() > 0 else 0.0
+  mean = lambda mask, v: (float((v * w * mask).sum() / (w * mask).sum())
+                          if (w * mask).sum() > 0 else 0.0)
   sel = lambda m: mean(m, yhat)
   tpr = lambda m: mean(m & (y == 1), yhat)
   fpr = lambda m: mean(m & (y == 0), yhat)
@@ -82,9 +83,9 @@ def test_objective_rejects_bad_settings():
   for bad, word in ((Objective("v3"), "version"), (Objective(bias="accuracy"), "bias"),
                     (Objective(lam=2.0), "lam"), (Objective("v2", margin=0.1), "margin")):
     with pytest.raises(ValueError, match=word):
-      search.random_perturbation(lambda v, x: x[:, 0], {"params": {"w": jnp.ones(1)}},
-                                 {"x": s[:, None], "y": y, "group": g}, key=jax.random.key(0),
-                                 objective=bad)
+      search.random_perturbation(objective=bad).search(
+          lambda v, x: x[:, 0], {"params": {"w": jnp.ones(1)}},
+          {"x": s[:, None], "y": y, "group": g}, jax.random.key(0))
 
 
 def score_fn_of(model):
@@ -96,10 +97,10 @@ def test_random_perturbation_picks_the_candidate_a_one_by_one_loop_picks(census_
   score_fn = score_fn_of(model)
   obj = Objective("v2", "statistical_parity", margin=0.01)
   key = jax.random.key(3)
-  result = search.random_perturbation(score_fn, v, bench.debias, key=key, objective=obj,
-                                      num_candidates=12, num_thresholds=201)
-  chunked = search.random_perturbation(score_fn, v, bench.debias, key=key, objective=obj,
-                                       num_candidates=12, num_thresholds=201, chunk_size=5)
+  result = search.random_perturbation(objective=obj, num_candidates=12, num_thresholds=201
+                                      ).search(score_fn, v, bench.debias, key)
+  chunked = search.random_perturbation(objective=obj, num_candidates=12, num_thresholds=201,
+                                       chunk_size=5).search(score_fn, v, bench.debias, key)
   _, cand_key = jax.random.split(key)
   loop = []
   for k in range(12):
@@ -123,22 +124,22 @@ def test_random_perturbation_picks_the_candidate_a_one_by_one_loop_picks(census_
 
 def test_random_perturbation_restricted_to_layers_changes_only_them(census_model):
   bench, model, v = census_model
-  r = search.random_perturbation(score_fn_of(model), v, bench.debias, key=jax.random.key(0),
-                                 num_candidates=4, layers=["head"])
+  r = search.random_perturbation(num_candidates=4, layers=["head"]).search(
+      score_fn_of(model), v, bench.debias, jax.random.key(0))
   for name, sub in r.variables["params"].items():
     changed = any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(sub),
                                                            jax.tree.leaves(v["params"][name])))
     assert changed == (name == "head")
   with pytest.raises(ValueError, match="layers.*layer1"):
-    search.random_perturbation(score_fn_of(model), v, bench.debias, key=jax.random.key(0),
-                               num_candidates=4, layers=["layer9"])
+    search.random_perturbation(num_candidates=4, layers=["layer9"]).search(
+        score_fn_of(model), v, bench.debias, jax.random.key(0))
 
 
 def test_random_perturbation_vmaps_over_seeds(census_model):
   bench, model, v = census_model
   obj = Objective("v1", "average_odds")
-  run = lambda k: search.random_perturbation(score_fn_of(model), v, bench.debias, key=k,
-                                             objective=obj, num_candidates=6).score
+  rp = search.random_perturbation(objective=obj, num_candidates=6)
+  run = lambda k: rp.search(score_fn_of(model), v, bench.debias, k).score
   keys = jax.random.split(jax.random.key(5), 3)
   np.testing.assert_allclose(jax.vmap(run)(keys), [run(k) for k in keys], atol=1e-6)
 
@@ -146,18 +147,20 @@ def test_random_perturbation_vmaps_over_seeds(census_model):
 def test_layerwise_optimisation_improves_only_the_named_layers_within_the_box(census_model):
   bench, model, v = census_model
   obj = Objective("v2", "statistical_parity", margin=0.01)
-  r = search.layerwise_optimisation(score_fn_of(model), v, bench.debias, key=jax.random.key(0),
-                                    objective=obj, layers=["layer3", "head"], population=16,
-                                    generations=4)
+  r = search.layerwise_optimisation(objective=obj, layers=["layer3", "head"], population=16,
+                                    generations=4).search(score_fn_of(model), v, bench.debias,
+                                                          jax.random.key(0))
   original = r.trace["generation_best"]
   start = threshold_search(obj, score_fn_of(model)(v, bench.debias.x), bench.debias.y,
                            bench.debias.group, num_groups=2)
   assert float(r.score) >= float(start.score)
   assert float(r.score) == pytest.approx(max(float(start.score), float(np.max(original))))
   for name in ("layer1", "layer2"):
-    for a, b in zip(jax.tree.leaves(r.variables["params"][name]), jax.tree.leaves(v["params"][name])):
+    for a, b in zip(jax.tree.leaves(r.variables["params"][name]),
+                    jax.tree.leaves(v["params"][name])):
       np.testing.assert_array_equal(a, b)
-  for a, b in zip(jax.tree.leaves(r.variables["params"]["head"]), jax.tree.leaves(v["params"]["head"])):
+  for a, b in zip(jax.tree.leaves(r.variables["params"]["head"]),
+                  jax.tree.leaves(v["params"]["head"])):
     assert np.all(np.abs(np.asarray(a) - np.asarray(b)) <= 2.2 * np.std(np.asarray(b)) + 1e-6)
   s = score_fn_of(model)(r.variables, bench.debias.x)
   again = threshold_search(obj, s, bench.debias.y, bench.debias.group, num_groups=2)
@@ -167,11 +170,28 @@ def test_layerwise_optimisation_improves_only_the_named_layers_within_the_box(ce
 def test_random_perturbation_reduces_test_bias_at_a_bounded_accuracy_cost(census_model):
   bench, model, v = census_model
   obj = Objective("v2", "statistical_parity", margin=0.01)
-  r = search.random_perturbation(score_fn_of(model), v, bench.debias, key=jax.random.key(0),
-                                 objective=obj, num_candidates=32)
+  r = search.random_perturbation(objective=obj, num_candidates=32).search(
+      score_fn_of(model), v, bench.debias, jax.random.key(0))
   test = bench.test
   before = fairness_summary(test.y, score_fn_of(model)(v, test.x) > 0.5, test.group, privileged=1)
   after = fairness_summary(test.y, score_fn_of(model)(r.variables, test.x) > r.threshold,
                            test.group, privileged=1)
-  assert abs(after["statistical_parity_difference"]) < 0.5 * abs(before["statistical_parity_difference"])
+  assert abs(after["statistical_parity_difference"]) < \
+      0.5 * abs(before["statistical_parity_difference"])
   assert after["accuracy"] > before["accuracy"] - 0.08
+
+
+def test_random_perturbation_compiles_once_for_repeated_searches(census_model):
+  from tests.compilations import count_compilations
+  bench, model, v = census_model
+  import chex
+  rp = search.random_perturbation(objective=Objective("v2", "statistical_parity"),
+                                  num_candidates=5, num_thresholds=101)
+  score_fn = chex.assert_max_traces(score_fn_of(model), n=1)   # one program scores everything
+  rp.search(score_fn, v, bench.debias, jax.random.key(0))
+  other = jax.tree.map(lambda a: a * 1.01, v)
+  with count_compilations() as lowered:
+    again = rp.search(score_fn, v, bench.debias, jax.random.key(1))
+    rp.search(score_fn, other, bench.debias, jax.random.key(2))
+  assert lowered == [], lowered
+  assert again.trace["score"].shape == (5,)

@@ -171,7 +171,8 @@ def test_savani_objectives():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: M.equalized_odds_difference([0, 2, 1], [0, 1, 1], [0, 1, 0]), "y_true: expected binary"),
+    (lambda: M.equalized_odds_difference([0, 2, 1], [0, 1, 1], [0, 1, 0]),
+     "y_true: expected binary"),
     (lambda: M.equalized_odds_difference([0, 1, 1], [0, 1], [0, 1, 0]), "mismatched lengths"),
     (lambda: M.demographic_parity_difference([0.1, np.nan, 1.0], [0, 1, 0]), "y_pred: .* NaN"),
     (lambda: M.demographic_parity_difference([0.1, 1.5, 1.0], [0, 1, 0]), r"y_pred: .*\[0, 1\]"),
@@ -180,7 +181,8 @@ def test_savani_objectives():
     (lambda: M.demographic_parity_difference([0, 1, 1], [0, -1, 0]), "groups: expected codes >= 0"),
     (lambda: M.demographic_parity_difference([0, 1, 1], [0, 0.5, 0]), "non-integer"),
     (lambda: M.demographic_parity_difference([0, 1, 1], [0, 1, 0], privileged=2), "privileged"),
-    (lambda: M.demographic_parity_difference([0, 1], [0, 1], sample_weight=[1, -1]), "sample_weight"),
+    (lambda: M.demographic_parity_difference([0, 1], [0, 1], sample_weight=[1, -1]),
+     "sample_weight"),
     (lambda: M.demographic_parity_difference([[0, 1]], [0, 1]), "y_pred: expected a 1-D array"),
     (lambda: M.accuracy([], []), "empty array"),
     (lambda: jax.jit(lambda p: M.demographic_parity_difference(p, p))(jnp.ones(3)), "num_groups"),

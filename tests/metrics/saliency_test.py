@@ -22,7 +22,8 @@ def test_region_metrics_on_known_maps():
   half = np.where(MASK, 3.0, 1.0)
   maps = _maps(uniform, inside_only, half)
   np.testing.assert_allclose(sal.rrf(maps, MASK), [4 / 16, 1.0, 12 / 24])
-  np.testing.assert_allclose(sal.mrr(maps, MASK), [1.0, 0.0, 3.0])        # 0 when nothing is outside
+  np.testing.assert_allclose(sal.mrr(maps, MASK), [1.0, 0.0,
+                                                   3.0])        # 0 when nothing is outside
   hot = np.zeros((4, 4))
   hot[:2, :2] = [[0.0, 0.2], [0.04, 0.5]]
   np.testing.assert_allclose(sal.hrf(_maps(hot), MASK), [0.5])
@@ -60,7 +61,8 @@ def test_det_and_rddt_are_per_image_t_tests():
   test = sal.det(jnp.asarray(maps), MASK)
   d = maps[:, :2, :2].mean((1, 2)) - np.where(MASK, 0, maps).mean((1, 2))
   np.testing.assert_allclose(test.differences, d, rtol=1e-5)
-  np.testing.assert_allclose(float(test.p_value), scipy.stats.ttest_1samp(d, 0, alternative="greater").pvalue,
+  np.testing.assert_allclose(float(test.p_value), scipy.stats.ttest_1samp(d, 0,
+                                                                          alternative="greater").pvalue,
                              rtol=1e-3, atol=1e-7)
   assert bool(test.significant)
   debiased = maps.copy()
@@ -73,10 +75,12 @@ def test_normalizations():
   r = _maps(np.array([[-2.0, 1.0], [0.0, 0.5]]), np.zeros((2, 2)))
   np.testing.assert_allclose(sal.normalize(r, "detoxai")[0], [[0.5, 0.25], [0.0, 0.125]])
   np.testing.assert_allclose(sal.normalize(r, "max_abs")[0], [[-1.0, 0.5], [0.0, 0.25]])
-  np.testing.assert_allclose(sal.normalize(r, "detoxai")[1], 0.0)        # an all-zero map stays zero
+  np.testing.assert_allclose(sal.normalize(r, "detoxai")[1],
+                             0.0)        # an all-zero map stays zero
   np.testing.assert_allclose(sal.normalize(r, "raw"), r)
   # scaling an image's relevance does not change its normalised map
-  np.testing.assert_allclose(sal.normalize(3 * r, "detoxai"), sal.normalize(r, "detoxai"), rtol=1e-6)
+  np.testing.assert_allclose(sal.normalize(3 * r, "detoxai"), sal.normalize(r, "detoxai"),
+                             rtol=1e-6)
 
 
 def test_jit_and_vmap_over_models():

@@ -29,7 +29,8 @@ def test_fast_conv_equals_xla_conv_values_and_gradients(hw, kernel, strides, pad
   x = jnp.asarray(rng.normal(size=(3, hw, hw, 5)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(kernel, kernel, 5, 7)), jnp.float32)
   s = (strides, strides)
-  ours = lambda x, w: layers.conv_general_dilated(x, w, s, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ours = lambda x, w: layers.conv_general_dilated(x, w, s, padding,
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
   ref = lambda x, w: lax_conv(x, w, s, padding)
   np.testing.assert_allclose(jax.jit(ours)(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
   g_ours = jax.grad(lambda x, w: jnp.sum(ours(x, w) ** 2), argnums=(0, 1))(x, w)
@@ -86,7 +87,8 @@ def test_max_pool_equals_flax_values_and_gradients_with_ties(window, strides, pa
     second = lambda f: jax.grad(lambda x: jnp.sum(jax.vjp(f, x)[1](g)[0] * x))(inputs)
     np.testing.assert_allclose(second(ours), second(ref), atol=1e-6)
   batched = jax.vmap(lambda x: jax.vjp(ours, x)[1](jnp.ones_like(ours(x)))[0])(x[:, None])
-  np.testing.assert_allclose(batched[:, 0], jax.vjp(ours, x)[1](jnp.ones_like(ours(x)))[0], atol=1e-6)
+  np.testing.assert_allclose(batched[:, 0], jax.vjp(ours, x)[1](jnp.ones_like(ours(x)))[0],
+                             atol=1e-6)
 
 
 @pytest.mark.parametrize("ctor, blocks, expansion", [

@@ -26,7 +26,8 @@ def import_torch_peers():
   except Exception:  # CUDA torchvision next to the CPU torch
     for name in [k for k in sys.modules if k.startswith("torchvision")]:
       del sys.modules[name]
-    sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+    stub = "torchvision._meta_registrations"
+    sys.modules[stub] = types.ModuleType(stub)
     import torchvision  # noqa: F401
   import captum
   import zennit
@@ -120,7 +121,8 @@ def resnet_variables(model) -> dict:
 
 
 def to_torch_images(torch, x_nhwc):
-  return torch.from_numpy(np.ascontiguousarray(np.asarray(x_nhwc, np.float32).transpose(0, 3, 1, 2)))
+  return torch.from_numpy(np.ascontiguousarray(np.asarray(x_nhwc, np.float32).transpose(0, 3, 1,
+                                                                                        2)))
 
 
 def zennit_epsilon_plus_flat(torch, zennit, model, x_nchw, targets, *, resnet: bool):

@@ -1,0 +1,186 @@
+"""Argument checks shared by the public functions (private to the package).
+
+Every check raises ``ValueError`` naming the argument, what was expected and what came. Checks
+of *values* run only on concrete arrays; under ``jit`` / ``vmap`` (tracers) only shapes are
+checked, so traced callers pass static sizes such as ``num_groups`` explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(x) -> bool:
+  """False for tracers (inside ``jit``, ``vmap``, ``grad``)."""
+  return not isinstance(x, jax.core.Tracer)
+
+
+def as_vector(name: str, x) -> jax.Array:
+  """A non-empty 1-D array."""
+  if x is None:
+    raise ValueError(f"{name}: expected a 1-D array, got None")
+  arr = jnp.asarray(x)
+  if arr.ndim != 1:
+    raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
+  if arr.shape[0] == 0:
+    raise ValueError(f"{name}: expected at least one sample, got an empty array")
+  return arr
+
+
+def check_lengths(**arrays) -> None:
+  """All given (non-None) arrays have the same leading size."""
+  lengths = {k: v.shape[0] for k, v in arrays.items() if v is not None}
+  if len(set(lengths.values())) > 1:
+    raise ValueError("mismatched lengths: " + ", ".join(f"{k} has {n}" for k, n in lengths.items()))
+
+
+def check_binary(name: str, x) -> None:
+  """Concrete labels are all 0 or 1."""
+  if is_concrete(x):
+    values = np.unique(np.asarray(x))
+    if not np.isin(values, (0, 1)).all():
+      raise ValueError(f"{name}: expected binary labels in {{0, 1}}, got values "
+                       f"{values[:10].tolist()}")
+
+
+def binary_vector(name: str, x) -> np.ndarray:
+  """A non-empty 1-D NumPy vector of 0/1 labels (int64)."""
+  arr = np.asarray(x)
+  if arr.ndim != 1 or arr.size == 0:
+    raise ValueError(f"{name}: expected a non-empty 1-D array, got shape {arr.shape}")
+  values = np.unique(arr)
+  if not np.isin(values, (0, 1)).all():
+    raise ValueError(f"{name}: expected binary values in {{0, 1}}, got {values[:10].tolist()}")
+  return arr.astype(np.int64)
+
+
+def check_predictions(name: str, x) -> None:
+  """Concrete predictions are hard labels or probabilities in [0, 1], never NaN."""
+  if is_concrete(x):
+    v = np.asarray(x, dtype=np.float64)
+    if np.isnan(v).any():
+      raise ValueError(f"{name}: expected predictions in [0, 1], got {int(np.isnan(v).sum())} "
+                       "NaN values")
+    if v.min() < 0 or v.max() > 1:
+      raise ValueError(f"{name}: expected hard labels or probabilities in [0, 1], "
+                       f"got values in [{v.min():g}, {v.max():g}]")
+
+
+def check_weights(w, name: str = "sample_weight") -> None:
+  """Concrete sample weights are finite, non-negative and not all zero."""
+  if w is not None and is_concrete(w):
+    v = np.asarray(w, dtype=np.float64)
+    if not np.isfinite(v).all() or (v < 0).any():
+      raise ValueError(f"{name}: expected finite non-negative weights, got "
+                       f"{int((~np.isfinite(v)).sum())} non-finite and {int((v < 0).sum())} "
+                       "negative")
+    if v.sum() <= 0:
+      raise ValueError(f"{name}: expected a positive total weight, got 0")
+
+
+def check_scores(scores) -> jax.Array:
+  """A float32 vector of finite scores."""
+  s = as_vector("scores", scores)
+  if is_concrete(s):
+    v = np.asarray(s, np.float64)
+    if not np.isfinite(v).all():
+      raise ValueError(f"scores: expected finite scores, got {int((~np.isfinite(v)).sum())} NaN "
+                       "or infinite values")
+  return s.astype(jnp.float32)
+
+
+def resolve_groups(groups, num_groups: Optional[int], weight=None) -> int:
+  """Checks group codes and returns the (static) number of groups."""
+  if num_groups is not None and (not isinstance(num_groups, (int, np.integer)) or num_groups < 1):
+    raise ValueError(f"num_groups: expected a positive int, got {num_groups!r}")
+  if not is_concrete(groups):
+    if num_groups is None:
+      raise ValueError("num_groups: groups are traced (inside jit/vmap), so pass num_groups "
+                       "explicitly; got None")
+    return int(num_groups)
+  g = np.asarray(groups)
+  if g.dtype.kind == "f":
+    if np.isnan(g).any() or (g != np.round(g)).any():
+      raise ValueError("groups: expected integer group codes 0..G-1, got non-integer values")
+  elif g.dtype.kind not in "biu":
+    raise ValueError(f"groups: expected integer group codes 0..G-1, got dtype {g.dtype}")
+  if g.min() < 0:
+    raise ValueError(f"groups: expected codes >= 0, got {int(g.min())}")
+  n = int(g.max()) + 1 if num_groups is None else int(num_groups)
+  if g.max() >= n:
+    raise ValueError(f"groups: expected codes < num_groups={n}, got {int(g.max())}")
+  w = np.ones(g.shape) if weight is None or not is_concrete(weight) else np.asarray(weight)
+  totals = np.bincount(g.astype(np.int64), weights=w, minlength=n)
+  empty = np.flatnonzero(totals <= 0)
+  if empty.size:
+    raise ValueError(f"groups: expected every group in 0..{n - 1} to have samples, "
+                     f"but group(s) {empty.tolist()} are empty")
+  return n
+
+
+def check_int(name: str, value, minimum: int) -> None:
+  """An int (not bool) >= ``minimum``."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    raise ValueError(f"{name}: expected {what}, got {value!r}")
+
+
+def check_positive(name: str, value) -> None:
+  """A finite number > 0."""
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+      or not math.isfinite(value) or value <= 0:
+    raise ValueError(f"{name}: expected a positive number, got {value!r}")
+
+
+def check_option(name: str, value, options) -> None:
+  """``value`` is one of ``options``."""
+  if value not in options:
+    raise ValueError(f"{name}: expected one of {sorted(options)}, got {value!r}")
+
+
+def check_probability(name: str, value) -> None:
+  """A concrete number in [0, 1]."""
+  if is_concrete(value) and not 0.0 <= float(value) <= 1.0:
+    raise ValueError(f"{name}: expected a value in [0, 1], got {value}")
+
+
+def check_privileged(privileged, num_groups: int) -> int:
+  """A group code in 0..num_groups-1."""
+  if isinstance(privileged, bool) or not isinstance(privileged, (int, np.integer)) \
+      or not 0 <= privileged < num_groups:
+    raise ValueError(f"privileged: expected a group code in 0..{num_groups - 1}, got "
+                     f"{privileged!r}")
+  return int(privileged)
+
+
+def metric_inputs(y_true, y_pred, groups, sample_weight, num_groups, privileged):
+  """The checked inputs of a group metric: ``(y_true or None, y_pred, groups, weight or None,
+  number of groups)``."""
+  y_pred = as_vector("y_pred", y_pred)
+  groups = as_vector("groups", groups)
+  y_true = None if y_true is None else as_vector("y_true", y_true)
+  w = None if sample_weight is None else as_vector("sample_weight", sample_weight)
+  check_lengths(y_true=y_true, y_pred=y_pred, groups=groups, sample_weight=w)
+  if y_true is not None:
+    check_binary("y_true", y_true)
+  check_predictions("y_pred", y_pred)
+  check_weights(w)
+  n = resolve_groups(groups, num_groups, w)
+  if privileged is not None:
+    check_privileged(privileged, n)
+    if n < 2:
+      raise ValueError("privileged: needs at least two groups, got 1")
+  return y_true, y_pred, groups, w, n
+
+
+def check_phi(phi, name: str = "phi") -> float:
+  """Yule's phi: a finite number in [-1, 1]."""
+  if isinstance(phi, bool) or not isinstance(phi, (int, float, np.floating, np.integer)) \
+      or not math.isfinite(phi) or not -1.0 <= phi <= 1.0:
+    raise ValueError(f"{name}: expected a number in [-1, 1], got {phi!r}")
+  return float(phi)
