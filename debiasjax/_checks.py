@@ -20,10 +20,23 @@ def is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
+def check_numeric(name: str, x) -> None:
+  """Refuses strings, objects and other non-numeric arrays before JAX sees them."""
+  if isinstance(x, jax.Array):
+    return
+  kind = np.asarray(x).dtype.kind
+  if kind not in "biuf":
+    hint = (" (map labels such as 'F' / 'M' to codes 0..G-1 first, e.g. "
+            "codes = np.unique(values, return_inverse=True)[1])" if kind in "USO" else "")
+    raise ValueError(f"{name}: expected numbers, got an array of dtype "
+                     f"{np.asarray(x).dtype}{hint}")
+
+
 def as_vector(name: str, x) -> jax.Array:
-  """A non-empty 1-D array."""
+  """A non-empty 1-D numeric array."""
   if x is None:
     raise ValueError(f"{name}: expected a 1-D array, got None")
+  check_numeric(name, x)
   arr = jnp.asarray(x)
   if arr.ndim != 1:
     raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
@@ -184,3 +197,58 @@ def check_phi(phi, name: str = "phi") -> float:
       or not math.isfinite(phi) or not -1.0 <= phi <= 1.0:
     raise ValueError(f"{name}: expected a number in [-1, 1], got {phi!r}")
   return float(phi)
+
+
+def group_codes(groups, num_groups: Optional[int] = None, name: str = "groups") -> jax.Array:
+  """Integer group codes >= 0 as an int32 vector; with ``num_groups`` (a rule with one setting
+  per group) a code the fit never saw is refused. Under ``jit`` only the shape is checked."""
+  g = as_vector(name, groups)
+  if is_concrete(g):
+    v = np.asarray(g)
+    if v.dtype.kind == "f" and (np.isnan(v).any() or (v != np.round(v)).any()):
+      raise ValueError(f"{name}: expected integer group codes, got non-integer values")
+    bad = np.unique(v[(v < 0) | (v >= (np.inf if num_groups is None else num_groups))])
+    if bad.size:
+      expected = ("codes >= 0" if num_groups is None else
+                  f"the group codes the rule was fitted on (0..{num_groups - 1})")
+      raise ValueError(f"{name}: expected {expected}, got {bad[:10].tolist()}")
+  return g.astype(jnp.int32)
+
+
+def check_key(name: str, key) -> jax.Array:
+  """A JAX PRNG key (``jax.random.key(seed)`` or a legacy ``PRNGKey``), not a bare int."""
+  if isinstance(key, (jax.Array, np.ndarray)):
+    dtype = key.dtype
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+      return key
+    if dtype == np.uint32 and key.shape[-1:] == (2,):
+      return key
+  raise ValueError(f"{name}: expected a PRNG key such as jax.random.key(0), got "
+                   f"{type(key).__name__} {key!r}"[:300])
+
+
+def check_finite(name: str, x) -> None:
+  """Concrete values contain no NaN or infinity."""
+  if is_concrete(x):
+    v = np.asarray(x)
+    if v.dtype.kind == "f" and not np.isfinite(v).all():
+      raise ValueError(f"{name}: expected finite values, got {int(np.isnan(v).sum())} NaN and "
+                       f"{int(np.isinf(v).sum())} infinite")
+
+
+def check_probabilities(name: str, x) -> None:
+  """Concrete values are probabilities in [0, 1] (not logits)."""
+  if is_concrete(x):
+    v = np.asarray(x, np.float64)
+    if v.size and (v.min() < 0 or v.max() > 1):
+      raise ValueError(f"{name}: expected probabilities P(y = 1) in [0, 1], got values in "
+                       f"[{v.min():g}, {v.max():g}] (logits? apply a sigmoid or softmax first)")
+
+
+def check_threshold(name: str, value) -> float:
+  """A decision threshold on P(y = 1): a number strictly between 0 and 1."""
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+      or not 0.0 < float(value) < 1.0:
+    raise ValueError(f"{name}: expected a threshold on P(y = 1) strictly between 0 and 1, got "
+                     f"{value!r}")
+  return float(value)

@@ -40,6 +40,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from debiasjax import _checks
 from debiasjax.data.dataset import Benchmark
 from debiasjax.evaluate import BATCH, fairness_summary, predict_scores, score_function, \
     scores_and_activations
@@ -202,6 +203,9 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
   """
   is_module = isinstance(model, nn.Module)
   methods = _check_methods(methods, is_module)
+  _checks.check_threshold("threshold", threshold)
+  _checks.check_int("batch_size", batch_size, 1)
+  _checks.check_int("seed", seed, 0)
   if pareto_metric not in GAPS:
     raise ValueError(f"pareto_metric: expected one of {list(GAPS)}, got {pareto_metric!r}")
   apply_fn = model.apply if is_module else model

@@ -408,7 +408,16 @@ def train_and_evaluate(config, workdir: str, *, command: str = "",
   from debiasjax import report
 
   check_config(config)
-  report.check_run_dir(workdir, overwrite=overwrite)
+  with report.run_outputs(workdir, overwrite=overwrite) as stage:
+    outcome = _train_evaluate_and_write(config, stage, command=command, log=log)
+  written = [f for f in report.OUTPUTS if os.path.exists(os.path.join(workdir, f))]
+  log(f"\nwrote {', '.join(written)} to {workdir}")
+  return outcome._replace(written=written)
+
+
+def _train_evaluate_and_write(config, stage: str, *, command: str, log: Callable):
+  """The main job's work, its outputs written into ``stage``."""
+  from debiasjax import report
   trained = train_and_debias(config, log=log)
   rows, bench = trained.result.rows, trained.bench
   kind = data_kind(config)
@@ -419,7 +428,7 @@ def train_and_evaluate(config, workdir: str, *, command: str = "",
   sections, extra, saliency = [], {"timings": trained.timings}, None
   if kind == "images" and config.explain != "none":
     start = time.time()
-    section, table, saliency = saliency_section(config, trained, workdir)
+    section, table, saliency = saliency_section(config, trained, stage)
     extra["saliency"] = saliency
     sections.append(section)
     trained.timings["explain_s"] = time.time() - start
@@ -431,13 +440,11 @@ def train_and_evaluate(config, workdir: str, *, command: str = "",
             f"Trained model cached in `{trained.cache}`.",
             "Timings: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.1f}s"
                                     for k, v in trained.timings.items()) + "."]
-  report.write_results(workdir, rows=rows, config=applicable(config), info=bench.info,
+  report.write_results(stage, rows=rows, config=applicable(config), info=bench.info,
                        command=command, notes=notes, extra=extra, sections=sections)
-  report.pareto_plot(rows, os.path.join(workdir, "pareto.png"), gap=config.pareto_metric,
+  report.pareto_plot(rows, os.path.join(stage, "pareto.png"), gap=config.pareto_metric,
                      title=f"{bench.info['name']}: methods on the test split")
-  written = [f for f in report.OUTPUTS if os.path.exists(os.path.join(workdir, f))]
-  log(f"\nwrote {', '.join(written)} to {workdir}")
-  return Outcome(trained, saliency, written)
+  return Outcome(trained, saliency, [])
 
 
 # --- Seed sweep ----------------------------------------------------------------------------------
@@ -492,7 +499,15 @@ def run_seeds(config, seeds, workdir: str, *, command: str = "", overwrite: bool
   from debiasjax import report
   seeds = check_seeds(seeds)
   check_config(config)
-  report.check_run_dir(workdir, overwrite=overwrite, outputs=SEED_OUTPUTS)
+  with report.run_outputs(workdir, overwrite=overwrite, outputs=SEED_OUTPUTS,
+                          last="seeds.json") as stage:
+    out = _sweep(config, seeds, stage, command=command, log=log)
+  log(f"\nwrote {', '.join(SEED_OUTPUTS)} to {workdir}")
+  return out
+
+
+def _sweep(config, seeds, stage: str, *, command: str, log: Callable) -> dict:
+  from debiasjax import report
   explained = data_kind(config) == "images" and config.explain != "none"
   columns = SEED_TABLE + (SEED_SALIENCY if explained else ())
   keys, headers = [k for k, _ in columns], [h for _, h in columns]
@@ -519,10 +534,9 @@ def run_seeds(config, seeds, workdir: str, *, command: str = "", overwrite: bool
       "fell significantly (one-sided t-test, p < 0.01).", "",
       table, "", "## Configuration", "", "```json",
       json.dumps(settings, indent=2, sort_keys=True), "```", ""])
-  report.atomic_write(os.path.join(workdir, "seeds.md"), body)
-  report.atomic_write(os.path.join(workdir, "seeds.json"), json.dumps(
+  report.atomic_write(os.path.join(stage, "seeds.md"), body)
+  report.atomic_write(os.path.join(stage, "seeds.json"), json.dumps(
       {"command": command, "config": settings, "seeds": seeds, "summary": summary,
        "runs": dict(zip(map(str, seeds), runs))}, indent=2, default=str))
-  report.atomic_write(os.path.join(workdir, "seeds.csv"), _seeds_csv(seeds, runs, keys))
-  log(f"\nwrote {', '.join(SEED_OUTPUTS)} to {workdir}")
+  report.atomic_write(os.path.join(stage, "seeds.csv"), _seeds_csv(seeds, runs, keys))
   return {"seeds": seeds, "summary": summary, "runs": runs}

@@ -1,19 +1,25 @@
 """Result tables and run outputs: ``results.json``, ``results.csv`` and ``report.md``.
 
-Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and
-a run directory that already holds results is never overwritten unless asked.
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``) with
+the user's normal permissions (``0o666`` less the umask), and a run directory that already holds
+results is never overwritten unless asked. A job writes its files into a hidden staging folder
+(:func:`run_outputs`) and moves them into the run directory when it has finished, the main
+result file last: a killed job leaves no partial results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import glob
 import io
 import json
 import math
 import os
+import shutil
 import statistics
 import tempfile
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 OUTPUTS = ("results.json", "results.csv", "report.md", "pareto.png", "saliency.png", "heatmaps.png")
 
@@ -31,11 +37,58 @@ def atomic_write(path: str, data) -> None:
   try:
     with os.fdopen(fd, mode) as f:
       f.write(data)
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def _umask() -> int:
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+STAGING = ".staging-"
+
+
+@contextlib.contextmanager
+def run_outputs(workdir: str, *, overwrite: bool = False, outputs: Sequence[str] = OUTPUTS,
+                last: str = "results.json") -> Iterator[str]:
+  """Prepares ``workdir`` before any work and yields the folder to write the outputs into.
+
+  Before: refuses a ``workdir`` holding any of ``outputs`` (unless ``overwrite``), creates it and
+  checks that it can be written (``ValueError`` naming it otherwise), and removes the staging
+  folders of killed runs. After the body succeeds: moves every staged file into ``workdir``
+  (``last`` last, so a run directory with ``last`` is complete) and, with ``overwrite``,
+  removes the ``outputs`` of an earlier run that this run did not write. If the body fails or
+  the process is killed, ``workdir`` keeps what it had.
+  """
+  check_run_dir(workdir, overwrite=overwrite, outputs=outputs)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    for stale in glob.glob(os.path.join(workdir, STAGING + "*")):
+      shutil.rmtree(stale, ignore_errors=True)
+    stage = tempfile.mkdtemp(dir=workdir, prefix=STAGING)
+    probe = os.path.join(stage, "probe")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.unlink(probe)
+  except OSError as e:
+    raise ValueError(f"workdir: cannot create or write the run directory {workdir!r} "
+                     f"({e.strerror or e}); choose a folder you can write") from e
+  try:
+    yield stage
+    written = sorted(os.listdir(stage), key=lambda name: name == last)
+    for name in outputs:
+      if name not in written and os.path.exists(os.path.join(workdir, name)):
+        os.unlink(os.path.join(workdir, name))
+    for name in written:
+      os.replace(os.path.join(stage, name), os.path.join(workdir, name))
+  finally:
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def check_run_dir(path: str, *, overwrite: bool = False, outputs: Sequence[str] = OUTPUTS) -> str:

@@ -140,7 +140,6 @@ def savani(config, workdir: str, *, command: str = "", overwrite: bool = False,
   """Savani et al.'s Table 1, Figure 1 and Table 2 (``experiments/configs/savani.py``), written
   to ``workdir``; returns ``{bias: {method: [(phi, bias, accuracy) per seed]}}``."""
   from debiasjax import pipeline, report
-  from debiasjax.report import atomic_write, markdown_table
   biases = [b.strip() for b in str(config.biases).split(",") if b.strip()]
   unknown = [b for b in biases if b not in SHORT]
   if unknown or not biases:
@@ -151,7 +150,16 @@ def savani(config, workdir: str, *, command: str = "", overwrite: bool = False,
   if config.data.name != "census" and not config.data.data_dir:
     raise ValueError(f"data.data_dir: data.name={config.data.name} reads files you already "
                      "have; pass --config.data.data_dir=<folder>")
-  report.check_run_dir(workdir, overwrite=overwrite, outputs=SAVANI_OUTPUTS)
+  with report.run_outputs(workdir, overwrite=overwrite, outputs=SAVANI_OUTPUTS) as stage:
+    results = _savani_outputs(config, biases, stage, command=command, log=log)
+  log(f"wrote {', '.join(SAVANI_OUTPUTS)} to {workdir}")
+  return results
+
+
+def _savani_outputs(config, biases, stage: str, *, command: str, log: Callable) -> dict:
+  """Savani's experiments, their tables and figure written into ``stage``."""
+  from debiasjax import pipeline
+  from debiasjax.report import atomic_write, markdown_table
   bench = pipeline.load_benchmark(config)
   log(f"data: {bench.info['name']} train {len(bench.train)} / validation {len(bench.debias)} / "
       f"test {len(bench.test)}")
@@ -184,13 +192,12 @@ def savani(config, workdir: str, *, command: str = "", overwrite: bool = False,
                           [[m, f"{np.mean([timings[b][m] for b in biases]):.2f}",
                             f"{np.mean([timings[b][m] for b in biases]) / config.seeds:.3f}"]
                            for m in SAVANI_METHODS])
-  os.makedirs(workdir, exist_ok=True)
-  _figure1(results, biases, floor, os.path.join(workdir, "figure1.png"),
+  _figure1(results, biases, floor, os.path.join(stage, "figure1.png"),
            f"{name}: test objective over {config.seeds} seeds (lower is better)")
-  atomic_write(os.path.join(workdir, "table1.md"), table1 + "\n")
-  atomic_write(os.path.join(workdir, "figure1.md"), fig_table + "\n")
-  atomic_write(os.path.join(workdir, "table2.md"), table2 + "\n")
-  atomic_write(os.path.join(workdir, "results.json"), json.dumps(
+  atomic_write(os.path.join(stage, "table1.md"), table1 + "\n")
+  atomic_write(os.path.join(stage, "figure1.md"), fig_table + "\n")
+  atomic_write(os.path.join(stage, "table2.md"), table2 + "\n")
+  atomic_write(os.path.join(stage, "results.json"), json.dumps(
       {"config": config.to_dict(), "floor": floor, "timings": timings,
        "results": {b: {m: [list(map(float, r)) for r in v] for m, v in rs.items()}
                    for b, rs in results.items()}}, indent=1))
@@ -200,7 +207,6 @@ def savani(config, workdir: str, *, command: str = "", overwrite: bool = False,
           f"(`figure1.png`)\n\n{fig_table}\n\nA constant classifier scores {floor:.3f} (0.25 x "
           f"the minority rate {minority:.3f}); values near it mean the method gave up accuracy "
           f"for bias.\n\n## Table 2: runtime per method\n\n{table2}\n")
-  atomic_write(os.path.join(workdir, "report.md"), text)
+  atomic_write(os.path.join(stage, "report.md"), text)
   log("\n" + text)
-  log(f"wrote {', '.join(SAVANI_OUTPUTS)} to {workdir}")
   return results

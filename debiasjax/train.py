@@ -35,6 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from debiasjax import _checks
 from debiasjax.checkpoint import Checkpoints
 
 Batch = dict
@@ -60,6 +61,8 @@ class Trainer(NamedTuple):
   init: Callable[[jax.Array, Any], Any]
   update: Union[Callable[[Any, Batch, jax.Array], tuple[Any, dict]], Sequence[Callable]]
   phase: Optional[Callable[[int], int]] = None
+  check: Optional[Callable[[Any, dict], None]] = None   # check(state, data): ValueError on data
+                                                        # the trainer cannot train on
 
 
 def _update_of(trainer: Trainer, index: int) -> Callable:
@@ -101,7 +104,27 @@ def supervised(model, tx: optax.GradientTransformation, *,
     model_state = {k: v for k, v in variables.items() if k != "params"}
     return TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params))
 
-  return Trainer(init, _supervised_update(model, tx, tuple(sorted(apply_kwargs.items()))))
+  def check(state, data):
+    check_labels_fit_head(model, variables_of(state), data)
+
+  return Trainer(init, _supervised_update(model, tx, tuple(sorted(apply_kwargs.items()))),
+                 check=check)
+
+
+def check_labels_fit_head(model, variables, data: dict) -> None:
+  """Integer labels ``data["y"]`` in 0..C-1 for a model with C outputs (C from one traced
+  forward pass); a label outside makes the cross-entropy NaN."""
+  y = np.asarray(data["y"])
+  if y.dtype.kind not in "iub":
+    raise ValueError(f"data['y']: expected integer class labels, got dtype {y.dtype}")
+  out = jax.eval_shape(lambda v, x: model.apply(v, x), variables,
+                       jax.ShapeDtypeStruct((1,) + np.shape(data["x"])[1:],
+                                            np.asarray(data["x"][:1]).dtype))
+  classes = out.shape[-1]
+  bad = np.unique(y[(y < 0) | (y >= classes)])
+  if bad.size:
+    raise ValueError(f"data['y']: expected class labels in 0..{classes - 1} (the model has "
+                     f"{classes} outputs), got {bad[:10].tolist()}")
 
 
 @functools.lru_cache(maxsize=32)
@@ -258,6 +281,12 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
       raise ValueError(f"{name}: expected a positive int, got {value!r}")
   if order not in ("epochs", "sampled"):
     raise ValueError(f"order: expected 'epochs' or 'sampled', got {order!r}")
+  _checks.check_key("key", key)
+  if not isinstance(data, dict) or not data:
+    raise ValueError(f"data: expected a dict of arrays, got {type(data).__name__}")
+  for name, value in data.items():
+    _checks.check_numeric(f"data[{name!r}]", value)
+    _checks.check_finite(f"data[{name!r}]", value)
   sizes = {k: np.shape(v)[0] for k, v in data.items()}
   if len(set(sizes.values())) != 1:
     raise ValueError(f"data: expected arrays with one leading size, got {sizes}")
@@ -274,6 +303,8 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
     raise ValueError(f"batch_size: expected a multiple of the {mesh.size} devices, got "
                      f"{batch_size}")
 
+  if trainer.check is not None:
+    trainer.check(jax.tree.map(lambda a: a[0], state) if stacked else state, data)
   if checkpoints is not None and checkpoints.latest_step() is not None:
     state = checkpoints.restore(state)
   step = int(np.ravel(jax.device_get(state.step))[0])
@@ -311,4 +342,16 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
       pending = []
     if checkpoints is not None and (step == num_steps or (save_every and step % save_every == 0)):
       checkpoints.save(step, state, metadata=metadata)
+  _check_diverged(state, step)
   return (state, _concatenate(everything)) if history else state
+
+
+def _check_diverged(state, step: int) -> None:
+  """A NaN or infinite parameter after training is an error, not a result."""
+  params = getattr(state, "params", None)
+  leaves = [np.asarray(a) for a in jax.tree.leaves(jax.device_get(params))]
+  bad = sum(int((~np.isfinite(a)).sum()) for a in leaves if a.dtype.kind == "f")
+  if bad:
+    raise FloatingPointError(f"training diverged: {bad} parameters are NaN or infinite after "
+                             f"step {step} (a learning rate too high for the model, or a loss "
+                             "that cannot be computed on this data)")

@@ -25,6 +25,7 @@ Loaders (file; protected attributes, privileged = 1; favourable label):
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 from typing import Callable, NamedTuple, Optional, Sequence
@@ -61,21 +62,54 @@ def _resolve(path: str, filename: str, source: str) -> str:
 
 
 def _read(path: str, *, delimiter: str = ",", names: Optional[Sequence[str]] = None,
-          skip_lines: int = 0, na=frozenset(), strip: bool = False) -> tuple[list, list]:
-  """Columns and rows (None for missing values) of a delimited text file."""
+          comment: Optional[str] = None, na=frozenset(), strip: bool = False,
+          required: Sequence[str] = (), numeric: Sequence[str] = (),
+          encodings: Optional[dict] = None) -> tuple[list, list]:
+  """Columns and rows (None for missing values) of a delimited text file, refusing what the
+  loader would misread: a missing ``required`` column, a row of the wrong width, a
+  non-number in a ``numeric`` column, a value outside ``encodings[column]``. Errors name the
+  file, the line and the column. Lines starting with ``comment`` are skipped; with ``names``
+  given, a first line equal to them (a header) is skipped."""
   with open(path, newline="") as f:
-    lines = [line for line in f.read().splitlines() if line.strip()][skip_lines:]
-  reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=strip)
-  rows = [r for r in reader]
+    numbered = [(i + 1, line) for i, line in enumerate(f.read().splitlines())
+                if line.strip() and not (comment and line.startswith(comment))]
+  reader = csv.reader([line for _, line in numbered], delimiter=delimiter,
+                      skipinitialspace=strip)
+  rows = list(reader)
+  lines = [n for n, _ in numbered]
+  if not rows:
+    raise ValueError(f"{path}: no data rows")
   if names is None:
-    names, rows = rows[0], rows[1:]
+    names, rows, lines = rows[0], rows[1:], lines[1:]
+  elif [v.strip().lower() for v in rows[0]] == [n.lower() for n in names]:
+    rows, lines = rows[1:], lines[1:]
   names = _dedupe(names)
+  absent = [c for c in required if c not in names]
+  if absent:
+    raise ValueError(f"{path}: missing column(s) {absent}; the file has {list(names)[:30]}")
   missing = _NA | set(na)
   width = len(names)
-  for i, row in enumerate(rows):
+  out = []
+  checks = [(names.index(c), c, "number", None) for c in numeric] + [
+      (names.index(c), c, "code", allowed) for c, allowed in (encodings or {}).items()]
+  for line, row in zip(lines, rows):
     if len(row) != width:
-      raise ValueError(f"{path}: line {i + 1 + skip_lines} has {len(row)} fields, expected {width}")
-  return list(names), [[None if v.strip() in missing else v.strip() for v in r] for r in rows]
+      raise ValueError(f"{path}: line {line} has {len(row)} fields, expected {width} "
+                       "(a truncated or malformed row)")
+    values = [None if v.strip() in missing else v.strip() for v in row]
+    for i, c, kind, allowed in checks:
+      v = values[i]
+      if v is None:
+        continue
+      if kind == "number" and _to_number(v) is None:
+        hint = " (a header line? this file has none)" if v.lower() == c.lower() else ""
+        raise ValueError(f"{path}: line {line}, column {c!r}: expected a number, got "
+                         f"{v!r}{hint}")
+      if kind == "code" and v not in allowed:
+        raise ValueError(f"{path}: line {line}, column {c!r}: unknown value {v!r}; expected "
+                         f"one of {sorted(allowed)}")
+    out.append(values)
+  return list(names), out
 
 
 def _dedupe(names: Sequence[str]) -> list:
@@ -156,8 +190,16 @@ def adult(path: str, *, protected: str = "sex") -> Table:
   _check_choice("protected", protected, {"sex", "race"})
   train = _resolve(path, "adult.data", f"{_UCI}/adult/adult.data")
   test = _resolve(os.path.dirname(train), "adult.test", f"{_UCI}/adult/adult.test")
-  _, test_rows = _read(test, names=_ADULT_COLUMNS, skip_lines=1, na={"?"}, strip=True)
-  names, train_rows = _read(train, names=_ADULT_COLUMNS, na={"?"}, strip=True)
+  read = functools.partial(
+      _read, names=_ADULT_COLUMNS, comment="|", na={"?"}, strip=True,
+      numeric=["age", "fnlwgt", "education-num", "capital-gain", "capital-loss",
+               "hours-per-week"],
+      encodings={"income-per-year": {">50K", "<=50K", ">50K.", "<=50K."},
+                 "sex": {"Male", "Female"},
+                 "race": {"White", "Black", "Asian-Pac-Islander", "Amer-Indian-Eskimo",
+                          "Other"}})
+  _, test_rows = read(test)
+  names, train_rows = read(train)
   return _standard_table(
       names, test_rows + train_rows, label="income-per-year",
       favourable=lambda v: v in (">50K", ">50K."),
@@ -178,7 +220,8 @@ def bank(path: str, *, privileged_age: tuple = (25, 60)) -> Table:
   lo, hi = privileged_age
   source = f"{_UCI}/00222/bank-additional.zip (unzip it)"
   names, rows = _read(_resolve(path, "bank-additional-full.csv", source), delimiter=";",
-                      na={"unknown"})
+                      na={"unknown"}, required=["age", "y"], numeric=["age"],
+                      encodings={"y": {"yes", "no"}})
   return _standard_table(
       names, rows, label="y", favourable=lambda v: v == "yes",
       protected={"age": lambda v: v >= lo and (hi is None or v < hi)},
@@ -200,7 +243,13 @@ def compas(path: str, *, protected: str = "race") -> Table:
   _check_choice("protected", protected, {"sex", "race"})
   source = ("https://raw.githubusercontent.com/propublica/compas-analysis/master/"
             "compas-scores-two-years.csv")
-  names, rows = _read(_resolve(path, "compas-scores-two-years.csv", source))
+  names, rows = _read(_resolve(path, "compas-scores-two-years.csv", source),
+                      required=["sex", "age", "age_cat", "race", "juv_fel_count",
+                                "juv_misd_count", "juv_other_count", "priors_count",
+                                "c_charge_degree", "c_charge_desc", "two_year_recid",
+                                "days_b_screening_arrest", "is_recid", "score_text"],
+                      numeric=["two_year_recid", "priors_count", "age"],
+                      encodings={"two_year_recid": {"0", "1"}, "sex": {"Male", "Female"}})
   col = {c: i for i, c in enumerate(names)}
   num = lambda r, c: _to_number(r[col[c]])
 
@@ -258,7 +307,8 @@ def german(path: str, *, protected: str = "sex") -> Table:
       raise ValueError("protected: 'sex' is not recoverable from SouthGermanCredit.asc (famges "
                        "code 2 is 'female non-single or male single'); use protected='age' or "
                        "the Statlog file german.data")
-    names, rows = _read(chosen, delimiter=" ")
+    names, rows = _read(chosen, delimiter=" ", required=["kredit", "alter"],
+                        numeric=["kredit", "alter"])
     names = [_SOUTH_GERMAN.get(n.strip('"'), n.strip('"')) for n in names]
     return _standard_table(
         names, rows, label="credit_risk", favourable=lambda v: v == 1,
@@ -271,7 +321,10 @@ def german(path: str, *, protected: str = "sex") -> Table:
   if not os.path.isfile(chosen):
     raise _missing(statlog, f"{_UCI}/statlog/german/german.data (or the South German Credit "
                    "data set, SouthGermanCredit.asc, from the UCI repository)")
-  names, rows = _read(chosen, delimiter=" ", names=_GERMAN_COLUMNS)
+  names, rows = _read(chosen, delimiter=" ", names=_GERMAN_COLUMNS,
+                      numeric=["age", "credit", "month", "credit_amount"],
+                      encodings={"credit": {"1", "2"},
+                                 "personal_status": {"A91", "A92", "A93", "A94", "A95"}})
   male = {"A91", "A93", "A94"}
   col = names.index("personal_status")
   names = names + ["sex"]

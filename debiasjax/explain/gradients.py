@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from debiasjax.explain.lrp import output_weights
+from debiasjax import _checks
+from debiasjax.explain.lrp import check_explain_inputs, output_weights
 
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
@@ -109,6 +110,8 @@ def integrated_gradients(apply_fn: Callable, x, targets, *, baseline=None, steps
   Returns:
     Attributions shaped like ``x``.
   """
+  check_explain_inputs(apply_fn, x, targets)
+
   def group(x, baseline, alphas, weights):
     return path_gradient_sum(apply_fn, x, targets, baseline, alphas, weights)
   return _sum_over_groups(group, x, baseline, steps, method, max_batch)
@@ -126,6 +129,9 @@ def integrated_gradients_in_groups(apply: Callable, variables, x, targets, *, ba
     variables: the model's variables.
     Other arguments as :func:`integrated_gradients`.
   """
+  concrete = all(_checks.is_concrete(v) for v in jax.tree.leaves(variables))
+  check_explain_inputs(lambda xx: apply(variables, xx), x, targets,
+                       cache_key=apply if concrete else None)
   compiled = _compiled_group(apply)
 
   def group(x, baseline, alphas, weights):

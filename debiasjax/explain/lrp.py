@@ -35,10 +35,12 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from debiasjax import _checks
 from debiasjax.explain import rules as rules_lib
 
 _REJECTED = (nn.MultiHeadDotProductAttention, nn.ConvTranspose, nn.LayerNorm, nn.GroupNorm,
@@ -166,15 +168,62 @@ class _Propagation:
 
 
 def _check_input(x):
+  _checks.check_numeric("x", x)
   if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating):
     raise ValueError(f"x: expected a floating-point batch, got dtype {jnp.asarray(x).dtype}")
   if jnp.ndim(x) < 2:
     raise ValueError(f"x: expected a batch [B, ...], got shape {jnp.shape(x)}")
+  _checks.check_finite("x", x)
+
+
+def check_explain_inputs(forward, x, targets, cache_key=None) -> None:
+  """What an explainer can check before it runs: ``x`` a finite floating batch the model
+  accepts (``forward: x -> logits``, traced once per ``cache_key`` and input shape), and integer
+  ``targets`` one per input, each a class of the model's output. Traced values are skipped."""
+  _check_input(x)
+  if not _checks.is_concrete(x):
+    return
+  shape = (jnp.shape(x), jnp.asarray(x).dtype)
+  classes = _CLASSES.get((cache_key, shape)) if cache_key is not None else None
+  if classes is None:
+    try:
+      out = jax.eval_shape(forward, jax.ShapeDtypeStruct(*shape))
+    except flax.errors.ModifyScopeVariableError:
+      return                  # a module in training mode: the explainer says so itself
+    except Exception as e:  # noqa: BLE001 -- any failure of the model on this shape
+      raise ValueError(f"x: the model cannot take a batch of shape {shape[0]}: "
+                       f"{type(e).__name__}: {str(e)[:300]}") from e
+    classes = out.shape[-1]
+    if cache_key is not None:
+      _CLASSES[(cache_key, shape)] = classes
+  _checks.check_numeric("targets", targets)
+  t = jnp.asarray(targets)
+  if _checks.is_concrete(t) and t.ndim == 1 and jnp.issubdtype(t.dtype, jnp.integer):
+    v = jax.device_get(t)
+    bad = v[(v < 0) | (v >= classes)]
+    if bad.size:
+      raise ValueError(f"targets: expected class indices in 0..{classes - 1} (the model has "
+                       f"{classes} outputs), got {sorted(set(bad.tolist()))[:10]}")
+
+
+_CLASSES: dict = {}
+
+
+def lrp(model: nn.Module, variables: Any, x, targets, *,
+        composite: rules_lib.Composite = rules_lib.epsilon_plus_flat()):
+  """LRP relevance of ``targets`` for a batch, shaped like ``x`` (see :func:`_lrp`); concrete
+  inputs are checked first (finite images of a shape the model takes, targets among its
+  classes)."""
+  apply = getattr(model, "apply", model)
+  concrete = all(_checks.is_concrete(v) for v in jax.tree.leaves(variables))
+  check_explain_inputs(lambda xx: apply(variables, xx), x, targets,
+                       cache_key=model if concrete else None)
+  return _lrp(model, variables, x, targets, composite=composite)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "composite"))
-def lrp(model: nn.Module, variables: Any, x, targets, *,
-        composite: rules_lib.Composite = rules_lib.epsilon_plus_flat()):
+def _lrp(model: nn.Module, variables: Any, x, targets, *,
+         composite: rules_lib.Composite = rules_lib.epsilon_plus_flat()):
   """LRP relevance of ``targets`` for a batch, shaped like ``x``.
 
   Args:
@@ -190,7 +239,6 @@ def lrp(model: nn.Module, variables: Any, x, targets, *,
   Returns:
     Relevance [B, ...] (per input channel; sum over channels for a heatmap).
   """
-  _check_input(x)
 
   def weighted_output(x, delta):
     propagation = _Propagation(composite, delta)

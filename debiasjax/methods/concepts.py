@@ -123,7 +123,8 @@ def _binary(name: str, values, n: int) -> jax.Array:
 def _weights(weights, n: int) -> Optional[jax.Array]:
   if weights is None:
     return None
-  w = jnp.asarray(weights, jnp.float32)
+  w = jnp.asarray(weights)
+  w = w if jnp.issubdtype(w.dtype, jnp.floating) else w.astype(jnp.result_type(float))
   if w.shape != (n,):
     raise ValueError(f"weights: expected {n} finite non-negative weights, got shape {w.shape}")
   v = np.asarray(w) if _checks.is_concrete(w) else None
@@ -502,6 +503,12 @@ def fit_leace(activations, concept, *, weights=None, method: str = "leace",
     svd_tol: singular values of the whitened cross-covariance at or below it are dropped.
       It is absolute: a rare concept's singular value can fall below 0.01, and then nothing is
       erased; pass balanced ``weights`` or a smaller value.
+
+  Precision: the fit computes in the activations' floating dtype (float64 under
+  ``jax_enable_x64`` with float64 inputs). Weights are rescaled to sum to N, the number of
+  rows, and the shrinkage and the ``n - 1`` correction use N: weights that sum to N (bootstrap
+  counts) equal the repeated rows exactly, other integer weights equal repeated rows only up to
+  that sample size (with ``shrinkage=False``, up to the factor ``(N' - 1) / (N - 1)``).
 
   The package's ``constrain_cov_trace`` is not needed: with ``W = Sigma^{+1/2}`` and ``u`` in
   its range, the erased covariance is ``Sigma - W^+ u u^T W^+``, whose trace never exceeds

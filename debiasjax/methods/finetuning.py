@@ -160,6 +160,7 @@ def tune(method: FineTuning, model: nn.Module, variables: Any, data: Any, *, key
   """
   if not isinstance(method, FineTuning):
     raise ValueError(f"method: expected a FineTuning recipe, got {type(method).__name__}")
+  _checks.check_key("key", key)
   x, y, g = split_arrays(data)
   n = len(y)
   if n < 2:

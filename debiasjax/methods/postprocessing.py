@@ -59,7 +59,7 @@ class PostProcessor(NamedTuple):
 def _with_predict(fit, probability) -> PostProcessor:
   def predict(state, scores, groups, key):
     p = probability(state, scores, groups)
-    return (jax.random.uniform(key, p.shape) < p).astype(jnp.int32)
+    return (jax.random.uniform(_checks.check_key("key", key), p.shape) < p).astype(jnp.int32)
   return PostProcessor(fit, probability, predict)
 
 
@@ -87,10 +87,14 @@ def _pad(s, y, g, w):
   return repeat(s), repeat(y), repeat(g), jnp.concatenate([w, jnp.zeros(extra, w.dtype)])
 
 
-def _inputs(scores, y, groups, sample_weight, num_groups, *, both_labels: bool = True):
+def _inputs(scores, y, groups, sample_weight, num_groups, *, both_labels: bool = True,
+            probabilities: bool = True):
   """Validates fit inputs; returns (scores, y, groups, weight, num_groups), padded to the size
-  bucket."""
+  bucket. ``probabilities``: the scores must lie in [0, 1] (the method's grid or threshold is
+  on that scale)."""
   s = _check_scores(scores)
+  if probabilities:
+    _checks.check_probabilities("scores", s)
   y = _checks.as_vector("y", y)
   g = _checks.as_vector("groups", groups)
   w = None if sample_weight is None else _checks.as_vector("sample_weight", sample_weight)
@@ -141,9 +145,11 @@ def threshold_optimizer(*, constraint: str = "demographic_parity", objective: st
 
   The state (:class:`~debiasjax.methods.group_thresholds.ThresholdState`) holds each
   group's two thresholds, their operators and mixing probabilities, and, for equalized odds,
-  the probability of the constant prediction. It equals fairlearn's decision rule (0 differences
-  in 480 random oracle cases); it can differ only where two grid points' objectives are closer
-  than float32 resolution (~1e-7), where both rules are optimal.
+  the probability of the constant prediction. It gives fairlearn's group rates on the fit data
+  (480 random oracle cases); per-sample decisions can differ where a group's achievable points
+  are collinear (rounding, float32 here and float64 in fairlearn, decides whether the middle
+  points stay on the hull, so the same rates mix different thresholds), or where two grid
+  points' objectives are closer than float32 resolution (~1e-7).
 
   Example:
     to = threshold_optimizer(constraint="equalized_odds", flip=True)
@@ -156,12 +162,15 @@ def threshold_optimizer(*, constraint: str = "demographic_parity", objective: st
     raise ValueError(f"grid_size: expected a positive int, got {grid_size!r}")
   def fit(scores, y, groups, *, sample_weight=None, privileged=None):
     del privileged   # group parity has no privileged group
-    s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups)
+    s, y, g, w, n = _inputs(scores, y, groups, sample_weight, num_groups, probabilities=False)
     return _fit_thresholds(s, y, g, num_groups=n, constraint=constraint, objective=objective,
                            grid_size=grid_size, flip=flip, sample_weight=w)
 
   def probability(state, scores, groups):
-    return _to.threshold_probability(state, _check_scores(scores), jnp.asarray(groups, jnp.int32))
+    s = _check_scores(scores)
+    g = _checks.group_codes(groups, state.threshold.shape[-2])
+    _checks.check_lengths(scores=s, groups=g)
+    return _to.threshold_probability(state, s, g)
 
   return _with_predict(fit, probability)
 
@@ -254,7 +263,10 @@ def reject_option(*, privileged: int = 1, metric: str = "statistical_parity",
 
   def probability(state, scores, groups):
     s = _check_scores(scores)
-    priv = jnp.asarray(groups) == state.privileged
+    _checks.check_probabilities("scores", s)
+    g = _checks.group_codes(groups)
+    _checks.check_lengths(scores=s, groups=g)
+    priv = g == state.privileged
     cut = jnp.where(priv, state.threshold + state.margin, state.threshold - state.margin)
     return (s > cut).astype(jnp.float32)
 
@@ -342,6 +354,7 @@ def equalized_odds_postprocessing(*, privileged: int = 1, threshold: float = 0.5
   group; ``predict`` here flips each label independently with probability ``p`` (the same
   expected rates), and ``probability`` gives those expectations.
   """
+  threshold = _checks.check_threshold("threshold", threshold)
   factory_privileged = privileged
 
   def fit(scores, y, groups, *, sample_weight=None, privileged=None):
@@ -355,8 +368,11 @@ def equalized_odds_postprocessing(*, privileged: int = 1, threshold: float = 0.5
 
   def probability(state, scores, groups):
     s = _check_scores(scores)
+    _checks.check_probabilities("scores", s)
+    g = _checks.group_codes(groups)
+    _checks.check_lengths(scores=s, groups=g)
     yhat = s > threshold
-    priv = jnp.asarray(groups) == state.privileged
+    priv = g == state.privileged
     x = state.x
     return jnp.where(priv, jnp.where(yhat, x[0], x[1]), jnp.where(yhat, x[2], x[3]))
 
@@ -427,7 +443,7 @@ def calibrated_equalized_odds(*, privileged: int = 1, cost_constraint: str = "we
   classifier costs less than the model, so calibrated equalized odds cannot help).
   """
   _check_option("cost_constraint", cost_constraint, COST_CONSTRAINTS)
-
+  threshold = _checks.check_threshold("threshold", threshold)
   factory_privileged = privileged
 
   def fit(scores, y, groups, *, sample_weight=None, privileged=None):
@@ -442,7 +458,10 @@ def calibrated_equalized_odds(*, privileged: int = 1, cost_constraint: str = "we
 
   def probability(state, scores, groups):
     s = _check_scores(scores)
-    priv = jnp.asarray(groups) == state.privileged
+    _checks.check_probabilities("scores", s)
+    g = _checks.group_codes(groups)
+    _checks.check_lengths(scores=s, groups=g)
+    priv = g == state.privileged
     mix = jnp.clip(jnp.where(priv, state.priv_mix_rate, state.unpriv_mix_rate), 0.0, 1.0)
     base = jnp.where(priv, state.base_rate_priv, state.base_rate_unpriv)
     return (1 - mix) * (s >= threshold) + mix * (base >= threshold)
@@ -504,8 +523,10 @@ def naive_threshold(*, metric: str = "equalized_odds", lam: float = 1.0,
     return _fit_naive(s, y, g, w, jnp.float32(lam), n=n, metric=metric)
 
   def probability(state, scores, groups):
-    del groups
-    return (_check_scores(scores) > state.threshold).astype(jnp.float32)
+    s = _check_scores(scores)
+    _checks.check_probabilities("scores", s)
+    _checks.check_lengths(scores=s, groups=_checks.group_codes(groups))
+    return (s > state.threshold).astype(jnp.float32)
 
   return _with_predict(fit, probability)
 

@@ -294,7 +294,7 @@ def random_perturbation(*, objective: Objective = Objective(), num_candidates: i
 
   def search(score_fn: ScoreFn, variables: Any, data: Any, key: jax.Array, *,
              privileged: Optional[int] = None) -> WeightResult:
-    boot_key, cand_key = jax.random.split(key)
+    boot_key, cand_key = jax.random.split(_checks.check_key("key", key))
     problem = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
                      num_bootstrap, boot_key, privileged)
     params = variables["params"]
@@ -387,7 +387,7 @@ def layerwise_optimisation(*, layers: Optional[Sequence[str]] = None,
 
   def search(score_fn: ScoreFn, variables: Any, data: Any, key: jax.Array, *,
              privileged: Optional[int] = None) -> WeightResult:
-    boot_key, search_key = jax.random.split(key)
+    boot_key, search_key = jax.random.split(_checks.check_key("key", key))
     problem = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
                      num_bootstrap, boot_key, privileged)
     params = variables["params"]

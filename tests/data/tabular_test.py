@@ -122,3 +122,50 @@ def test_table_benchmark_random_and_phi_protocols():
     data.table_benchmark(t, debias_phi=0.2)
   with pytest.raises(ValueError, match="fractions"):
     data.table_benchmark(t, fractions=(0.5, 0.5))
+
+
+def _rewrite(path, edit):
+  lines = open(path).read().splitlines()
+  open(path, "w").write("\n".join(edit(lines)) + "\n")
+
+
+def test_loaders_refuse_what_they_would_misread(tmp_path):
+  """Unknown encodings, a missing column, a truncated row and a foreign header are errors
+  naming the file, the line and the column; UCI's own files still load."""
+  from tests.fakes import write_adult, write_compas
+  write_adult(str(tmp_path))
+  data_file = str(tmp_path / "adult.data")
+  reference = data.adult(str(tmp_path))
+  original = open(data_file).read()
+  # A header equal to the columns is skipped: the same table.
+  header = ("age, workclass, fnlwgt, education, education-num, marital-status, occupation, "
+            "relationship, race, sex, capital-gain, capital-loss, hours-per-week, "
+            "native-country, income-per-year")
+  open(data_file, "w").write(header + "\n" + original)
+  np.testing.assert_array_equal(data.adult(str(tmp_path)).y, reference.y)
+  # adult.test without UCI's '|1x3' line keeps its first row.
+  test_file = str(tmp_path / "adult.test")
+  _rewrite(test_file, lambda ls: ls[1:])
+  open(data_file, "w").write(original)
+  assert data.adult(str(tmp_path)).info["num_rows"] == reference.info["num_rows"]
+  cases = [
+      (lambda ls: [ls[0].replace("<=50K", "low").replace(">50K", "low")] + ls[1:],
+       r"adult.data: line 1, column 'income-per-year': unknown value 'low'"),
+      (lambda ls: ls[:2] + [ls[2].replace("Male", "M").replace("Female", "M")] + ls[3:],
+       r"adult.data: line 3, column 'sex': unknown value 'M'"),
+      (lambda ls: ls[:4] + [", ".join(ls[4].split(", ")[:9])] + ls[5:],
+       r"adult.data: line 5 has 9 fields, expected 15"),
+      (lambda ls: ["years, " + ", ".join(ls[0].split(", ")[1:])] + ls,
+       r"adult.data: line 1, column 'age': expected a number, got 'years'"),
+  ]
+  for edit, message in cases:
+    open(data_file, "w").write(original)
+    _rewrite(data_file, edit)
+    with pytest.raises(ValueError, match=message):
+      data.adult(str(tmp_path))
+  write_compas(str(tmp_path))
+  compas_file = str(tmp_path / "compas-scores-two-years.csv")
+  _rewrite(compas_file, lambda ls: [ls[0].replace("priors_count", "priors")] + ls[1:])
+  with pytest.raises(ValueError, match=r"compas-scores-two-years.csv: missing column\(s\) "
+                                       r"\['priors_count'\]"):
+    data.compas(str(tmp_path))

@@ -1,6 +1,7 @@
 """CAVs, P-ClArC, mass-mean shifts and LEACE: identities, oracles (scikit-learn,
 concept-erasure) and the memory bound of the projection."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -244,3 +245,21 @@ def test_eraser_apply_is_its_kernel():
   leace_state = C.leace().fit(a, c)
   np.testing.assert_allclose(np.asarray(C.leace().apply(leace_state, jnp.asarray(a))),
                              np.asarray(C.fit_leace(a, c)(jnp.asarray(a))), atol=1e-5)
+
+
+def test_leace_bootstrap_counts_equal_repeated_rows_and_float64_is_kept():
+  rng = np.random.default_rng(3)
+  a = rng.normal(size=(40, 5)) @ rng.normal(size=(5, 5))
+  z = rng.integers(0, 2, 40)
+  counts = rng.multinomial(40, np.full(40, 1 / 40))          # sums to N, as a bootstrap draws
+  rows = np.repeat(np.arange(40), counts)
+  weighted = C.fit_leace(a.astype(np.float32), z, weights=counts)
+  repeated = C.fit_leace(a[rows].astype(np.float32), z[rows])
+  chex.assert_trees_all_close(weighted, repeated, atol=2e-4, rtol=2e-4)
+  with jax.enable_x64(True):
+    state = C.fit_leace(a, z, weights=counts.astype(np.float64))
+    assert all(leaf.dtype == jnp.float64 for leaf in state)
+    erased = np.asarray(C.erase(state, a))
+    zc = z - np.average(z, weights=counts)
+    cross = (erased * (counts * zc)[:, None]).sum(0)         # weighted cross-covariance
+    assert np.abs(cross).max() < 1e-9 * np.abs(a).max() * 40

@@ -1,0 +1,37 @@
+"""A process to kill: ``python -m tests.kill_worker train DIR`` trains the test MLP with a
+checkpoint every 5 steps and prints every step (the kill-and-resume tests SIGKILL it)."""
+
+import sys
+
+import jax
+import numpy as np
+import optax
+
+jax.config.update("jax_disable_most_optimizations", True)   # the suite's numerics
+
+STEPS = 60
+
+
+def setup():
+  """The model, trainer, initial state and data every run of the test uses."""
+  from debiasjax import models, train
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(256, 6)).astype(np.float32)
+  y = (x[:, 0] + 0.5 * rng.normal(size=256) > 0).astype(np.int32)
+  model = models.MLP(num_layers=2, width=16)
+  trainer = train.supervised(model, optax.adam(1e-2))
+  state = trainer.init(jax.random.key(0), model.init(jax.random.key(0), x[:1]))
+  return trainer, state, {"x": x, "y": y}
+
+
+def fit(checkpoints=None, log=None):
+  from debiasjax import train
+  trainer, state, data = setup()
+  return train.fit(trainer, state, data, key=jax.random.key(1), num_steps=STEPS, batch_size=32,
+                   steps_per_call=1, checkpoints=checkpoints, save_every=5, log=log,
+                   log_every=1)
+
+
+if __name__ == "__main__":
+  from debiasjax.checkpoint import Checkpoints
+  fit(Checkpoints(sys.argv[2]), log=lambda step, m: print(f"step {step}", flush=True))
