@@ -1,23 +1,65 @@
-"""Argument checks shared by the public functions (private to the package).
+"""Argument checks shared by the public functions.
 
 Every check raises ``ValueError`` naming the argument, what was expected and what came. Checks
-of *values* run only on concrete arrays; under ``jit`` / ``vmap`` (tracers) only shapes are
-checked, so traced callers pass static sizes such as ``num_groups`` explicitly.
+of *values* run on concrete arrays; under ``jit`` / ``vmap`` (tracers) only shapes are checked,
+so traced callers pass static sizes such as ``num_groups`` explicitly, unless the traced code
+runs under :func:`checked`, which turns the same value checks into ``checkify`` checks.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 
 def is_concrete(x) -> bool:
   """False for tracers (inside ``jit``, ``vmap``, ``grad``)."""
   return not isinstance(x, jax.core.Tracer)
+
+
+_TRACED_CHECKS = contextvars.ContextVar("debiasjax_traced_checks", default=False)
+
+
+def traced_check(ok, message: str) -> None:
+  """Under :func:`checked`, a ``checkify`` check of traced values; elsewhere nothing."""
+  if _TRACED_CHECKS.get():
+    checkify.check(jnp.all(ok), message.replace("{", "{{").replace("}", "}}"))
+
+
+def checked(fn: Callable) -> Callable:
+  """``fn`` compiled with the library's value checks active on traced arrays.
+
+  Inside ``jit`` or ``vmap`` the metrics and post-processors can check only shapes; code run
+  through ``checked(fn)`` is traced with ``checkify`` checks of the same conditions (labels in
+  {0, 1}, predictions and probabilities in [0, 1], finite scores and weights, group codes in
+  0..num_groups-1), and the first that fails raises a ``ValueError`` with the check's message.
+  ``fn`` should be a plain function (it is jitted here): a function already jitted and traced
+  without the checks would keep its compiled program.
+
+  Example:
+    gap = dj.checked(lambda y, p, g: dj.metrics.equalized_odds_difference(
+        y, p, g, num_groups=2))
+    gap(y, p, g)          # ValueError if a group code is 2 or more, instead of ignoring it
+  """
+  compiled = jax.jit(checkify.checkify(fn, errors=checkify.user_checks))
+
+  @functools.wraps(fn)
+  def run(*args, **kwargs):
+    token = _TRACED_CHECKS.set(True)
+    try:
+      error, out = compiled(*args, **kwargs)
+    finally:
+      _TRACED_CHECKS.reset(token)
+    error.throw()
+    return out
+  return run
 
 
 def check_numeric(name: str, x) -> None:
@@ -54,11 +96,13 @@ def check_lengths(**arrays) -> None:
 
 def check_binary(name: str, x) -> None:
   """Concrete labels are all 0 or 1."""
-  if is_concrete(x):
-    values = np.unique(np.asarray(x))
-    if not np.isin(values, (0, 1)).all():
-      raise ValueError(f"{name}: expected binary labels in {{0, 1}}, got values "
-                       f"{values[:10].tolist()}")
+  if not is_concrete(x):
+    traced_check((x == 0) | (x == 1), f"{name}: expected binary labels in {{0, 1}}")
+    return
+  values = np.unique(np.asarray(x))
+  if not np.isin(values, (0, 1)).all():
+    raise ValueError(f"{name}: expected binary labels in {{0, 1}}, got values "
+                     f"{values[:10].tolist()}")
 
 
 def binary_vector(name: str, x) -> np.ndarray:
@@ -74,7 +118,9 @@ def binary_vector(name: str, x) -> np.ndarray:
 
 def check_predictions(name: str, x) -> None:
   """Concrete predictions are hard labels or probabilities in [0, 1], never NaN."""
-  if is_concrete(x):
+  if not is_concrete(x):
+    traced_check((x >= 0) & (x <= 1), f"{name}: expected predictions in [0, 1] (no NaN)")
+  else:
     v = np.asarray(x, dtype=np.float64)
     if np.isnan(v).any():
       raise ValueError(f"{name}: expected predictions in [0, 1], got {int(np.isnan(v).sum())} "
@@ -86,7 +132,9 @@ def check_predictions(name: str, x) -> None:
 
 def check_weights(w, name: str = "sample_weight") -> None:
   """Concrete sample weights are finite, non-negative and not all zero."""
-  if w is not None and is_concrete(w):
+  if w is not None and not is_concrete(w):
+    traced_check(jnp.isfinite(w) & (w >= 0), f"{name}: expected finite non-negative weights")
+  elif w is not None:
     v = np.asarray(w, dtype=np.float64)
     if not np.isfinite(v).all() or (v < 0).any():
       raise ValueError(f"{name}: expected finite non-negative weights, got "
@@ -99,7 +147,9 @@ def check_weights(w, name: str = "sample_weight") -> None:
 def check_scores(scores) -> jax.Array:
   """A float32 vector of finite scores."""
   s = as_vector("scores", scores)
-  if is_concrete(s):
+  if not is_concrete(s):
+    traced_check(jnp.isfinite(s), "scores: expected finite scores")
+  else:
     v = np.asarray(s, np.float64)
     if not np.isfinite(v).all():
       raise ValueError(f"scores: expected finite scores, got {int((~np.isfinite(v)).sum())} NaN "
@@ -115,6 +165,8 @@ def resolve_groups(groups, num_groups: Optional[int], weight=None) -> int:
     if num_groups is None:
       raise ValueError("num_groups: groups are traced (inside jit/vmap), so pass num_groups "
                        "explicitly; got None")
+    traced_check((groups >= 0) & (groups < num_groups),
+                 f"groups: expected codes in 0..{int(num_groups) - 1}")
     return int(num_groups)
   g = np.asarray(groups)
   if g.dtype.kind == "f":
@@ -203,7 +255,10 @@ def group_codes(groups, num_groups: Optional[int] = None, name: str = "groups") 
   """Integer group codes >= 0 as an int32 vector; with ``num_groups`` (a rule with one setting
   per group) a code the fit never saw is refused. Under ``jit`` only the shape is checked."""
   g = as_vector(name, groups)
-  if is_concrete(g):
+  if not is_concrete(g):
+    upper = np.inf if num_groups is None else num_groups
+    traced_check((g >= 0) & (g < upper), f"{name}: expected group codes the rule knows")
+  else:
     v = np.asarray(g)
     if v.dtype.kind == "f" and (np.isnan(v).any() or (v != np.round(v)).any()):
       raise ValueError(f"{name}: expected integer group codes, got non-integer values")
@@ -238,7 +293,9 @@ def check_finite(name: str, x) -> None:
 
 def check_probabilities(name: str, x) -> None:
   """Concrete values are probabilities in [0, 1] (not logits)."""
-  if is_concrete(x):
+  if not is_concrete(x):
+    traced_check((x >= 0) & (x <= 1), f"{name}: expected probabilities P(y = 1) in [0, 1]")
+  else:
     v = np.asarray(x, np.float64)
     if v.size and (v.min() < 0 or v.max() > 1):
       raise ValueError(f"{name}: expected probabilities P(y = 1) in [0, 1], got values in "

@@ -153,3 +153,25 @@ def test_run_outputs_probe_first_stage_and_publish_with_normal_permissions(tmp_p
   with report.run_outputs(str(run), overwrite=True) as stage:   # an earlier run's extra file goes
     report.atomic_write(os.path.join(stage, "results.json"), "{}")
   assert sorted(os.listdir(run)) == ["results.json"]
+
+
+def test_checked_turns_the_value_checks_into_errors_inside_jit():
+  y, p, g = np.array([0, 1, 0, 1]), np.array([0, 1, 1, 1.0]), np.array([0, 0, 1, 2])
+  gap = lambda y, p, g: dj.metrics.equalized_odds_difference(y, p, g, num_groups=2)
+  assert float(jax.jit(gap)(y, p, g)) == 1.0             # traced: group 2 is not counted
+  with pytest.raises(ValueError, match=r"groups: expected codes in 0..1"):
+    dj.checked(gap)(y, p, g)
+  ok = np.array([0, 0, 1, 1])
+  with pytest.raises(ValueError, match=r"y_pred: expected predictions in \[0, 1\]"):
+    dj.checked(gap)(y, np.array([np.nan, 1, 1, 1]), ok)
+  with pytest.raises(ValueError, match=r"y_true: expected binary labels"):
+    dj.checked(gap)(np.array([0, 2, 0, 1]), p, ok)
+  np.testing.assert_array_equal(
+      dj.checked(jax.vmap(gap, in_axes=(None, 0, None)))(y, np.stack([p, p]), ok), [1.0, 1.0])
+  roc = P.reject_option(num_groups=2)
+  with pytest.raises(ValueError, match="scores: expected finite scores"):
+    dj.checked(roc.fit)(np.array([np.nan, .9, .4, .7], np.float32), y, ok)
+  to = P.threshold_optimizer(num_groups=2)
+  state = to.fit(SCORES, Y, G)
+  with pytest.raises(ValueError, match="groups: expected group codes the rule knows"):
+    dj.checked(lambda s, g: to.probability(state, s, g))(SCORES[:4], np.array([0, 1, 2, 0]))

@@ -3,9 +3,11 @@
 For every group g, every cut of its scores sorted in decreasing order is a rule ``score > t``
 (and, with ``flip``, ``score < t``), with ``t`` the midpoint between consecutive distinct scores
 (``+inf`` / ``-inf`` at the ends). Each rule is a point ``(x, y)`` = (constraint metric,
-objective metric); the upper convex hull of the points (Andrew's monotone chain) is every
-trade-off a randomised mixture of two rules reaches, and it is interpolated onto the grid
-``x in linspace(0, 1, grid_size + 1)``.
+objective metric); the upper convex hull of the points (Andrew's monotone chain, built on the
+rates' count numerators so that collinear points are dropped exactly, as in exact arithmetic,
+for integer weights while the numerators stay below 2^24) is every trade-off a randomised
+mixture of two rules reaches, and it is interpolated onto the grid ``x in linspace(0, 1,
+grid_size + 1)``.
 
 * Simple constraints (demographic parity, TPR / FPR / TNR / FNR parity): all groups share the
   constraint value x; pick the x maximising ``sum_g p_g y_g(x)`` (``p_g`` the group's share).
@@ -43,10 +45,11 @@ SIMPLE_CONSTRAINTS = {
 }
 CONSTRAINTS = tuple(SIMPLE_CONSTRAINTS) + ("equalized_odds",)
 OBJECTIVES = ("accuracy", "balanced_accuracy")
-# Equalized-odds objectives closer than this count as equal and the first grid point wins:
-# fairlearn rounds them to 15 decimals so that plateaus (balanced accuracy 0.5 along the
-# diagonal) resolve to their first point; we compute in float32. Simple constraints take the
-# plain argmax, as fairlearn does.
+# Objectives closer than this count as equal and the first grid point wins, as the first
+# maximum wins in exact arithmetic: plateaus of the objective (exact ties, e.g. balanced
+# accuracy 0.5 along the diagonal, or a flat hull segment) are common, and float32 sums would
+# otherwise rank their points by rounding (fairlearn rounds equalized-odds objectives to 15
+# decimals for the same reason).
 TIE_TOLERANCE = 5e-7
 
 
@@ -77,9 +80,37 @@ def _metric(name, tp, fp, tn, fn):
   return getattr(rates_from_confusion(c), name)[..., 0]
 
 
+def _numerator(name, tp, fp, tn, fn, n_pos, n_neg):
+  """The metric times its (per-group constant) denominator: an integer for integer weights."""
+  return {"selection_rate": lambda: tp + fp, "true_positive_rate": lambda: tp,
+          "false_positive_rate": lambda: fp, "true_negative_rate": lambda: tn,
+          "false_negative_rate": lambda: fn, "accuracy": lambda: tp + tn,
+          "balanced_accuracy": lambda: tp * n_neg + tn * n_pos}[name]()
+
+
+def _two_product(a, b):
+  """``a * b`` as ``p + e`` exactly (Dekker's product with Veltkamp's float32 split)."""
+  def split(v):
+    c = v * 4097.0
+    hi = c - (c - v)
+    return hi, v - hi
+  p = a * b
+  (ah, al), (bh, bl) = split(a), split(b)
+  return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def products_at_least(a, b, c, d):
+  """``a * b >= c * d`` decided exactly for float32 integers below 2^24 (the two products are
+  compared through their exact two-term expansions, not their roundings)."""
+  p1, e1 = _two_product(a, b)
+  p2, e2 = _two_product(c, d)
+  return (p1 > p2) | ((p1 == p2) & (e1 >= e2))
+
+
 def _upper_hull(x, y, valid):
   """Indices (into x, y) of the upper convex hull of the valid points, which must be sorted by
-  (x, y); returns (indices [P], count). Andrew's monotone chain, dropping collinear points."""
+  (x, y); returns (indices [P], count). Andrew's monotone chain, dropping collinear points,
+  which it recognises exactly when x and y are integers below 2^24 (count numerators)."""
   num = x.shape[0]
 
   def push(carry, i):
@@ -88,7 +119,7 @@ def _upper_hull(x, y, valid):
     def must_pop(state):
       stack, h = state
       i0, i1 = stack[jnp.maximum(h - 2, 0)], stack[jnp.maximum(h - 1, 0)]
-      cross_ok = (y[i1] - y[i0]) * (x[i] - x[i0]) <= (y[i] - y[i0]) * (x[i1] - x[i0])
+      cross_ok = products_at_least(y[i] - y[i0], x[i1] - x[i0], y[i1] - y[i0], x[i] - x[i0])
       return (h >= 2) & cross_ok
 
     stack, h = jax.lax.while_loop(must_pop, lambda s: (s[0], s[1] - 1), (stack, h))
@@ -120,15 +151,24 @@ def _group_curve(scores, y, w, grid, *, x_metric, y_metric, flip):
   ops = [(cum_pos, cum_neg, n_neg - cum_neg, n_pos - cum_pos, True)]
   if flip:
     ops.append((n_pos - cum_pos, n_neg - cum_neg, cum_neg, cum_pos, False))
-  px = jnp.concatenate([_metric(x_metric, tp, fp, tn, fn) for tp, fp, tn, fn, _ in ops])
-  py = jnp.concatenate([_metric(y_metric, tp, fp, tn, fn) for tp, fp, tn, fn, _ in ops])
-  pvalid = jnp.concatenate([valid] * len(ops))
-  pthreshold = jnp.concatenate([threshold] * len(ops))
-  pgreater = jnp.concatenate([jnp.full(k.shape, g) for *_, g in ops])
+  # Points in fairlearn's order, cut by cut and within a cut ">" before "<": the stable sort
+  # below then keeps its order among identical points (the later one stays on the hull).
+  interleave = lambda per_op: jnp.stack(per_op, axis=1).reshape(-1)
+  px = interleave([_metric(x_metric, tp, fp, tn, fn) for tp, fp, tn, fn, _ in ops])
+  py = interleave([_metric(y_metric, tp, fp, tn, fn) for tp, fp, tn, fn, _ in ops])
+  # The hull is found on the numerators (counts; the denominators are the group's constants),
+  # so that collinear points are recognised exactly, as in exact arithmetic.
+  nx = interleave([_numerator(x_metric, tp, fp, tn, fn, n_pos, n_neg)
+                   for tp, fp, tn, fn, _ in ops])
+  ny = interleave([_numerator(y_metric, tp, fp, tn, fn, n_pos, n_neg)
+                   for tp, fp, tn, fn, _ in ops])
+  pvalid = interleave([valid] * len(ops))
+  pthreshold = interleave([threshold] * len(ops))
+  pgreater = interleave([jnp.full(k.shape, g) for *_, g in ops])
 
-  px_sort = jnp.where(pvalid, px, jnp.inf)
-  by_xy = jnp.lexsort((py, px_sort))
-  hull, h = _upper_hull(px_sort[by_xy], py[by_xy], pvalid[by_xy])
+  nx_sort = jnp.where(pvalid, nx, jnp.inf)
+  by_xy = jnp.lexsort((ny, nx_sort))
+  hull, h = _upper_hull(nx_sort[by_xy], ny[by_xy], pvalid[by_xy])
   in_hull = jnp.arange(hull.shape[0]) < h
   point = by_xy[hull]
   hx = jnp.where(in_hull, px[point], jnp.inf)
@@ -167,7 +207,7 @@ def fit_thresholds(scores, y_true, groups, *, num_groups: int, constraint: str, 
                                      flip=flip)
   curve, p0, (t0, g0), (t1, g1), n_pos, n_neg, size = jax.vmap(curve_fn)(member)   # [G, K+1]
   if not odds:
-    best = jnp.argmax(jnp.sum(size[:, None] / size.sum() * curve, axis=0))
+    best = first_argmax(jnp.sum(size[:, None] / size.sum() * curve, axis=0), TIE_TOLERANCE)
     p_ignore = jnp.zeros(num_groups)
     y_best = jnp.sum(size / size.sum() * curve[:, best])
   else:

@@ -146,10 +146,9 @@ def threshold_optimizer(*, constraint: str = "demographic_parity", objective: st
   The state (:class:`~debiasjax.methods.group_thresholds.ThresholdState`) holds each
   group's two thresholds, their operators and mixing probabilities, and, for equalized odds,
   the probability of the constant prediction. It gives fairlearn's group rates on the fit data
-  (480 random oracle cases); per-sample decisions can differ where a group's achievable points
-  are collinear (rounding, float32 here and float64 in fairlearn, decides whether the middle
-  points stay on the hull, so the same rates mix different thresholds), or where two grid
-  points' objectives are closer than float32 resolution (~1e-7).
+  (480 random oracle cases) and the per-sample decisions of the rule in exact arithmetic
+  (collinear hull points recognised exactly; see :mod:`~debiasjax.methods.group_thresholds`),
+  up to grid points whose objectives differ by less than ``TIE_TOLERANCE`` (the first wins).
 
   Example:
     to = threshold_optimizer(constraint="equalized_odds", flip=True)

@@ -354,3 +354,52 @@ def test_fits_compile_once_per_size_bucket(name):
   explicit = pp.fit(pad(s), pad(y), pad(g), sample_weight=weights)
   np.testing.assert_array_equal(np.asarray(pp.probability(state, s, g)),
                                 np.asarray(pp.probability(explicit, s, g)))
+
+
+def collinear_case(seed):
+  """Few distinct scores in small groups: many of a group's points lie on one line."""
+  rng = np.random.default_rng(seed)
+  n = int(rng.integers(8, 40))
+  s = (rng.integers(0, 6, n) / 6 + 0.01).astype(np.float32)
+  y = rng.integers(0, 2, n)
+  y[:4] = [0, 0, 1, 1]
+  return s, y, np.arange(n) % 2
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_threshold_optimizer_decisions_equal_the_exact_rule(flip):
+  """Per-sample decisions, not only rates, equal a rational-arithmetic reference of the rule:
+  collinear hull points are dropped exactly, and the grid point is the reference's first
+  maximum, or one whose exact objective is within TIE_TOLERANCE of it (float32 sums cannot
+  rank closer points), where the decisions equal the reference's at that point."""
+  from debiasjax.methods.group_thresholds import TIE_TOLERANCE
+  from tests.exact_thresholds import exact_threshold_probability
+  exact_choice = 0
+  for seed in range(24):
+    s, y, g = collinear_case(seed)
+    for constraint in ("demographic_parity", "true_positive_rate_parity"):
+      for objective in ("accuracy", "balanced_accuracy"):
+        pp = P.threshold_optimizer(constraint=constraint, objective=objective, flip=flip)
+        state = pp.fit(s, y, g)
+        ours = np.asarray(pp.probability(state, s, g))
+        at = int(round(float(state.x_best) * 1000))
+        _, best, overall = exact_threshold_probability(s, y, g, constraint=constraint,
+                                                       objective=objective, flip=flip)
+        assert best - overall[at] <= TIE_TOLERANCE, (seed, constraint, objective)
+        exact_choice += overall.index(best) == at
+        exact, _, _ = exact_threshold_probability(s, y, g, constraint=constraint,
+                                                  objective=objective, flip=flip, at=at)
+        np.testing.assert_allclose(ours, exact, atol=1e-4,
+                                   err_msg=f"{seed} {constraint} {objective}")
+  assert exact_choice >= 0.95 * 24 * 4
+
+
+def test_threshold_optimizer_decides_the_reported_collinear_case_as_fairlearn():
+  s = np.array([0.28, 0.89, 0.21, 0.54, 0.17, 0.62, 0.90, 0.88], np.float32)
+  y, g = np.array([0, 1, 0, 0, 0, 1, 1, 1]), np.array([0, 0, 0, 0, 1, 1, 1, 1])
+  to = fairlearn_fit(s, y, g, "demographic_parity", "balanced_accuracy", False, 1000)
+  ref = to._pmf_predict(s[:, None].astype(np.float64), sensitive_features=g)[:, 1]
+  pp = P.threshold_optimizer(constraint="demographic_parity", objective="balanced_accuracy")
+  ours = np.asarray(pp.probability(pp.fit(s, y, g), s, g))
+  np.testing.assert_allclose(ours, ref, atol=1e-5)
+  assert ours[5] == ours[6] == ours[7]          # the three on one line are mixed alike
