@@ -157,6 +157,11 @@ def check_scores(scores) -> jax.Array:
   return s.astype(jnp.float32)
 
 
+def _fractional(codes: np.ndarray) -> bool:
+  """Float group codes with a NaN or a fractional part."""
+  return codes.dtype.kind == "f" and bool(np.isnan(codes).any() or (codes != np.round(codes)).any())
+
+
 def resolve_groups(groups, num_groups: Optional[int], weight=None) -> int:
   """Checks group codes and returns the (static) number of groups."""
   if num_groups is not None and (not isinstance(num_groups, (int, np.integer)) or num_groups < 1):
@@ -169,10 +174,9 @@ def resolve_groups(groups, num_groups: Optional[int], weight=None) -> int:
                  f"groups: expected codes in 0..{int(num_groups) - 1}")
     return int(num_groups)
   g = np.asarray(groups)
-  if g.dtype.kind == "f":
-    if np.isnan(g).any() or (g != np.round(g)).any():
-      raise ValueError("groups: expected integer group codes 0..G-1, got non-integer values")
-  elif g.dtype.kind not in "biu":
+  if _fractional(g):
+    raise ValueError("groups: expected integer group codes 0..G-1, got non-integer values")
+  if g.dtype.kind not in "biuf":
     raise ValueError(f"groups: expected integer group codes 0..G-1, got dtype {g.dtype}")
   if g.min() < 0:
     raise ValueError(f"groups: expected codes >= 0, got {int(g.min())}")
@@ -260,7 +264,7 @@ def group_codes(groups, num_groups: Optional[int] = None, name: str = "groups") 
     traced_check((g >= 0) & (g < upper), f"{name}: expected group codes the rule knows")
   else:
     v = np.asarray(g)
-    if v.dtype.kind == "f" and (np.isnan(v).any() or (v != np.round(v)).any()):
+    if _fractional(v):
       raise ValueError(f"{name}: expected integer group codes, got non-integer values")
     bad = np.unique(v[(v < 0) | (v >= (np.inf if num_groups is None else num_groups))])
     if bad.size:

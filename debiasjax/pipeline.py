@@ -409,14 +409,15 @@ def train_and_evaluate(config, workdir: str, *, command: str = "",
 
   check_config(config)
   with report.run_outputs(workdir, overwrite=overwrite) as stage:
-    outcome = _train_evaluate_and_write(config, stage, command=command, log=log)
+    trained, saliency = _train_evaluate_and_write(config, stage, command=command, log=log)
   written = [f for f in report.OUTPUTS if os.path.exists(os.path.join(workdir, f))]
   log(f"\nwrote {', '.join(written)} to {workdir}")
-  return outcome._replace(written=written)
+  return Outcome(trained, saliency, written)
 
 
 def _train_evaluate_and_write(config, stage: str, *, command: str, log: Callable):
-  """The main job's work, its outputs written into ``stage``."""
+  """The main job's work, its outputs written into ``stage``: the trained run and the saliency
+  summaries."""
   from debiasjax import report
   trained = train_and_debias(config, log=log)
   rows, bench = trained.result.rows, trained.bench
@@ -444,7 +445,7 @@ def _train_evaluate_and_write(config, stage: str, *, command: str, log: Callable
                        command=command, notes=notes, extra=extra, sections=sections)
   report.pareto_plot(rows, os.path.join(stage, "pareto.png"), gap=config.pareto_metric,
                      title=f"{bench.info['name']}: methods on the test split")
-  return Outcome(trained, saliency, [])
+  return trained, saliency
 
 
 # --- Seed sweep ----------------------------------------------------------------------------------

@@ -33,8 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from debiasjax import _checks
-from debiasjax.explain.lrp import check_explain_inputs, output_weights
+from debiasjax.explain.lrp import check_explain_inputs, check_model_inputs, output_weights
 
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
@@ -129,9 +128,7 @@ def integrated_gradients_in_groups(apply: Callable, variables, x, targets, *, ba
     variables: the model's variables.
     Other arguments as :func:`integrated_gradients`.
   """
-  concrete = all(_checks.is_concrete(v) for v in jax.tree.leaves(variables))
-  check_explain_inputs(lambda xx: apply(variables, xx), x, targets,
-                       cache_key=apply if concrete else None)
+  check_model_inputs(apply, variables, x, targets)
   compiled = _compiled_group(apply)
 
   def group(x, baseline, alphas, weights):

@@ -209,15 +209,21 @@ def check_explain_inputs(forward, x, targets, cache_key=None) -> None:
 _CLASSES: dict = {}
 
 
+def check_model_inputs(model, variables, x, targets) -> None:
+  """:func:`check_explain_inputs` for a model (or ``apply(variables, x)``) and its variables;
+  the output size is cached per model and input shape when the variables are concrete."""
+  apply = getattr(model, "apply", model)
+  concrete = all(_checks.is_concrete(v) for v in jax.tree.leaves(variables))
+  check_explain_inputs(lambda xx: apply(variables, xx), x, targets,
+                       cache_key=model if concrete else None)
+
+
 def lrp(model: nn.Module, variables: Any, x, targets, *,
         composite: rules_lib.Composite = rules_lib.epsilon_plus_flat()):
   """LRP relevance of ``targets`` for a batch, shaped like ``x`` (see :func:`_lrp`); concrete
   inputs are checked first (finite images of a shape the model takes, targets among its
   classes)."""
-  apply = getattr(model, "apply", model)
-  concrete = all(_checks.is_concrete(v) for v in jax.tree.leaves(variables))
-  check_explain_inputs(lambda xx: apply(variables, xx), x, targets,
-                       cache_key=model if concrete else None)
+  check_model_inputs(model, variables, x, targets)
   return _lrp(model, variables, x, targets, composite=composite)
 
 

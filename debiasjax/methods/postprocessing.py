@@ -115,6 +115,18 @@ def _inputs(scores, y, groups, sample_weight, num_groups, *, both_labels: bool =
   return s, y, g, w, n
 
 
+def _probability_inputs(scores, groups, num_groups: Optional[int] = None, *,
+                        probabilities: bool = True):
+  """Validated ``probability`` inputs: finite scores (in [0, 1] when ``probabilities``) and
+  integer group codes of the same length (among ``num_groups`` when given)."""
+  s = _check_scores(scores)
+  if probabilities:
+    _checks.check_probabilities("scores", s)
+  g = _checks.group_codes(groups, num_groups)
+  _checks.check_lengths(scores=s, groups=g)
+  return s, g
+
+
 def _privileged(factory: int, fitted: Optional[int], num_groups: int) -> int:
   """The data's privileged group given to ``fit``, else the factory's."""
   return _checks.check_privileged(factory if fitted is None else fitted, num_groups)
@@ -166,9 +178,7 @@ def threshold_optimizer(*, constraint: str = "demographic_parity", objective: st
                            grid_size=grid_size, flip=flip, sample_weight=w)
 
   def probability(state, scores, groups):
-    s = _check_scores(scores)
-    g = _checks.group_codes(groups, state.threshold.shape[-2])
-    _checks.check_lengths(scores=s, groups=g)
+    s, g = _probability_inputs(scores, groups, state.threshold.shape[-2], probabilities=False)
     return _to.threshold_probability(state, s, g)
 
   return _with_predict(fit, probability)
@@ -261,10 +271,7 @@ def reject_option(*, privileged: int = 1, metric: str = "statistical_parity",
                               bounds=(metric_lb, metric_ub))
 
   def probability(state, scores, groups):
-    s = _check_scores(scores)
-    _checks.check_probabilities("scores", s)
-    g = _checks.group_codes(groups)
-    _checks.check_lengths(scores=s, groups=g)
+    s, g = _probability_inputs(scores, groups)
     priv = g == state.privileged
     cut = jnp.where(priv, state.threshold + state.margin, state.threshold - state.margin)
     return (s > cut).astype(jnp.float32)
@@ -366,10 +373,7 @@ def equalized_odds_postprocessing(*, privileged: int = 1, threshold: float = 0.5
     return state
 
   def probability(state, scores, groups):
-    s = _check_scores(scores)
-    _checks.check_probabilities("scores", s)
-    g = _checks.group_codes(groups)
-    _checks.check_lengths(scores=s, groups=g)
+    s, g = _probability_inputs(scores, groups)
     yhat = s > threshold
     priv = g == state.privileged
     x = state.x
@@ -456,10 +460,7 @@ def calibrated_equalized_odds(*, privileged: int = 1, cost_constraint: str = "we
     return state
 
   def probability(state, scores, groups):
-    s = _check_scores(scores)
-    _checks.check_probabilities("scores", s)
-    g = _checks.group_codes(groups)
-    _checks.check_lengths(scores=s, groups=g)
+    s, g = _probability_inputs(scores, groups)
     priv = g == state.privileged
     mix = jnp.clip(jnp.where(priv, state.priv_mix_rate, state.unpriv_mix_rate), 0.0, 1.0)
     base = jnp.where(priv, state.base_rate_priv, state.base_rate_unpriv)
@@ -522,9 +523,7 @@ def naive_threshold(*, metric: str = "equalized_odds", lam: float = 1.0,
     return _fit_naive(s, y, g, w, jnp.float32(lam), n=n, metric=metric)
 
   def probability(state, scores, groups):
-    s = _check_scores(scores)
-    _checks.check_probabilities("scores", s)
-    _checks.check_lengths(scores=s, groups=_checks.group_codes(groups))
+    s, _ = _probability_inputs(scores, groups)
     return (s > state.threshold).astype(jnp.float32)
 
   return _with_predict(fit, probability)

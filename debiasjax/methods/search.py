@@ -240,7 +240,10 @@ class _Problem(NamedTuple):
 
 
 def _setup(score_fn, variables, data, objective, num_groups, num_thresholds, num_bootstrap,
-           key, privileged) -> _Problem:
+           key, privileged) -> tuple[_Problem, jax.Array]:
+  """The checked problem of a search and the key left for the search itself (the other half of
+  ``key`` draws the bootstrap weights)."""
+  boot_key, search_key = jax.random.split(_checks.check_key("key", key))
   objective = check_objective(objective, privileged)
   x, y, g = split_arrays(data)
   check_int("num_thresholds", num_thresholds, 2)
@@ -248,10 +251,10 @@ def _setup(score_fn, variables, data, objective, num_groups, num_thresholds, num
   if "params" not in variables:
     raise ValueError(f"variables: expected a dict with 'params', got keys {list(variables)}")
   n = num_groups_of(g, num_groups)
-  weights = (bootstrap_weights(key, jnp.shape(y)[0], num_bootstrap) if num_bootstrap
+  weights = (bootstrap_weights(boot_key, jnp.shape(y)[0], num_bootstrap) if num_bootstrap
              else jnp.ones((1, jnp.shape(y)[0]), jnp.float32))
   arrays = (jnp.asarray(x), jnp.asarray(y), jnp.asarray(g), threshold_grid(num_thresholds), weights)
-  return _Problem(objective, score_fn, variables, arrays, n)
+  return _Problem(objective, score_fn, variables, arrays, n), search_key
 
 
 def random_perturbation(*, objective: Objective = Objective(), num_candidates: int = 101,
@@ -294,9 +297,8 @@ def random_perturbation(*, objective: Objective = Objective(), num_candidates: i
 
   def search(score_fn: ScoreFn, variables: Any, data: Any, key: jax.Array, *,
              privileged: Optional[int] = None) -> WeightResult:
-    boot_key, cand_key = jax.random.split(_checks.check_key("key", key))
-    problem = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
-                     num_bootstrap, boot_key, privileged)
+    problem, cand_key = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
+                               num_bootstrap, key, privileged)
     params = variables["params"]
     _selected(params, layers)                                   # validates `layers`
     # The unperturbed model is candidate K (noise scale 0): scored by the same program.
@@ -387,9 +389,8 @@ def layerwise_optimisation(*, layers: Optional[Sequence[str]] = None,
 
   def search(score_fn: ScoreFn, variables: Any, data: Any, key: jax.Array, *,
              privileged: Optional[int] = None) -> WeightResult:
-    boot_key, search_key = jax.random.split(_checks.check_key("key", key))
-    problem = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
-                     num_bootstrap, boot_key, privileged)
+    problem, search_key = _setup(score_fn, variables, data, objective, num_groups,
+                                 num_thresholds, num_bootstrap, key, privileged)
     params = variables["params"]
     chosen = list(layers) if layers is not None else last_parameterised_modules(params)
     for layer in chosen:
