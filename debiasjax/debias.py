@@ -33,6 +33,8 @@ Example:
 from __future__ import annotations
 
 import functools
+import os
+import re
 import time
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
@@ -41,6 +43,7 @@ import jax
 import numpy as np
 
 from debiasjax import _checks
+from debiasjax.checkpoint import Checkpoints
 from debiasjax.data.dataset import Benchmark
 from debiasjax.evaluate import BATCH, fairness_summary, predict_scores, score_function, \
     scores_and_activations
@@ -108,6 +111,7 @@ class _Setting(NamedTuple):
   num_groups: int
   key: jax.Array
   activations: Callable[[str], dict]
+  checkpoints: Optional[str] = None     # this method's folder, for the methods that resume
 
 
 Fitted = tuple  # (Debiased, its P(y = 1) on the test split when the adapter has them, or None)
@@ -132,8 +136,13 @@ def _edit(method: ConceptEdit, s: _Setting) -> Fitted:
 
 
 def _search(method: Search, s: _Setting) -> Fitted:
-  result = method.search(score_function(s.model), s.variables, s.benchmark.debias, s.key,
-                         privileged=s.privileged)
+  resume = {} if s.checkpoints is None else {"checkpoints": Checkpoints(s.checkpoints)}
+  try:
+    result = method.search(score_function(s.model), s.variables, s.benchmark.debias, s.key,
+                           privileged=s.privileged, **resume)
+  finally:
+    if resume:
+      resume["checkpoints"].close()
   return Debiased(s.apply_fn, result.variables, threshold_rule(result.threshold), result), None
 
 
@@ -182,7 +191,8 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
            benchmark: Benchmark, *, methods: Mapping[str, Method],
            pareto_metric: str = "equalized_odds", threshold: float = 0.5,
            batch_size: int = BATCH, seed: int = 0,
-           log: Optional[Callable[[str], None]] = None) -> DebiasResult:
+           log: Optional[Callable[[str], None]] = None,
+           checkpoint_dir: Optional[str] = None) -> DebiasResult:
   """Runs ``methods`` on ``benchmark.debias`` and evaluates them and Vanilla on
   ``benchmark.test``.
 
@@ -200,6 +210,9 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
     batch_size: rows per forward pass when scoring.
     seed: every method's PRNG key is ``jax.random.key(seed)``.
     log: called with a line when a method starts and ends (e.g. ``print``); silent by default.
+    checkpoint_dir: when given, each weight search saves its progress in
+      ``checkpoint_dir/<label>`` after every chunk or generation and a rerun resumes it (the
+      other methods rerun; a folder refuses a search with other settings or inputs).
   """
   is_module = isinstance(model, nn.Module)
   methods = _check_methods(methods, is_module)
@@ -247,7 +260,9 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
     if log is not None:
       log(f"[{i + 1}/{len(methods)}] {label} ...")
     start = time.perf_counter()
-    d, test_scores = fit_method(method, setting)
+    folder = (None if checkpoint_dir is None
+              else os.path.join(checkpoint_dir, re.sub(r"[^A-Za-z0-9_.-]+", "_", label)))
+    d, test_scores = fit_method(method, setting._replace(checkpoints=folder))
     if test_scores is None:
       test_scores = test_scores_of(d)
     probability = np.asarray(d.decide(test_scores, test.group), np.float32)

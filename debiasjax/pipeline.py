@@ -34,7 +34,7 @@ EXPLAINERS = ("lrp", "ig", "none")
 # Config fields that only apply to one kind of data.
 IMAGE_ONLY = {"data": ("accessory", "smile_strength", "target", "image_size", "n_train",
                        "n_debias", "n_test"),
-              "model": ("width", "small_images")}
+              "model": ("width", "small_images", "weights")}
 TABLE_ONLY = {"data": ("n_rows",), "model": ("mlp_layers", "mlp_width", "dropout")}
 
 
@@ -58,6 +58,14 @@ def check_config(config) -> None:
   if config.model.name not in MODELS[kind]:
     raise ValueError(f"model.name: {config.model.name} is not a model for {kind} (expected one "
                      f"of {list(MODELS[kind])})")
+  weights = config.model.get("weights", "")
+  if weights:
+    if kind != "images":
+      raise ValueError(f"model.weights: imported weights are torchvision ResNets, for image "
+                       f"data; data.name={name} is {kind}")
+    if not os.path.isfile(weights) or not weights.endswith((".pt", ".pth", ".npz")):
+      raise ValueError(f"model.weights: expected an existing .pt, .pth or .npz file holding a "
+                       f"torchvision ResNet's state_dict, got {weights!r}")
   for field in ("phi", "debias_phi"):
     if config.data.get(field) is not None:
       _checks.check_phi(config.data[field], field)
@@ -183,6 +191,23 @@ def model_identity(config, bench) -> dict:
   return identity
 
 
+def imported_model(config, *, log: Callable[[str], None] = _silent):
+  """The user's torchvision ResNet (``config.model.weights``) as the vanilla model: ``(model,
+  variables, cache folder)``; the folder (for the searches' checkpoints) is named by the file's
+  digest."""
+  from debiasjax.models import load_torch_resnet
+  path = config.model.weights
+  model, variables = load_torch_resnet(path)
+  if model.num_classes not in (1, 2):
+    raise ValueError(f"model.weights: expected a binary classifier (1 or 2 outputs), {path} has "
+                     f"{model.num_classes}")
+  with open(path, "rb") as f:
+    digest = hashlib.sha256(f.read()).hexdigest()[:16]
+  layers = 2 + sum(model.stage_sizes) * (2 if model.block_cls.expansion == 1 else 3)
+  log(f"using the imported ResNet-{layers} of {path} (not trained here)")
+  return model, variables, os.path.join(config.cache_dir, f"{config.data.name}-imported-{digest}")
+
+
 def train_vanilla(config, bench, model, *, log: Callable[[str], None] = _silent):
   """Trains the vanilla model, or restores it from the cache in ``config.cache_dir``;
   returns ``(variables, cache folder)``."""
@@ -242,13 +267,20 @@ def train_and_debias(config, *, log: Callable[[str], None] = _silent) -> Trained
   timings["data_s"] = time.time() - start
   log(f"data: {bench.info['name']} train {len(bench.train)} / debias {len(bench.debias)} / "
       f"test {len(bench.test)} ({timings['data_s']:.1f}s)")
-  model = build_model(config)
   start = time.time()
-  variables, cache = train_vanilla(config, bench, model, log=log)
+  if config.model.get("weights"):
+    model, variables, cache = imported_model(config, log=log)
+  else:
+    model = build_model(config)
+    variables, cache = train_vanilla(config, bench, model, log=log)
   timings["train_s"] = time.time() - start
   start = time.time()
+  # Weight searches resume from here after a kill; any change of the run's settings starts
+  # a fresh folder.
+  settings = hashlib.sha256(config.to_json(sort_keys=True).encode()).hexdigest()[:16]
   result = debias(model, variables, bench, methods=build_methods(config),
-                  pareto_metric=config.pareto_metric, seed=config.seed, log=log)
+                  pareto_metric=config.pareto_metric, seed=config.seed, log=log,
+                  checkpoint_dir=os.path.join(cache, f"searches-{settings}"))
   timings["debias_and_evaluate_s"] = time.time() - start
   return Trained(bench, model, variables, cache, result, timings)
 

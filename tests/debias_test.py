@@ -1,5 +1,7 @@
 """debias(): method resolution, identical evaluation, Pareto front, faces and tabular data."""
 
+import os
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -130,3 +132,19 @@ def test_every_weight_method_runs_in_debias_and_is_evaluated_at_its_threshold(re
   row = result.rows[labels.index("LEACE")]
   assert row["accuracy"] == pytest.approx(evaluate.fairness_summary(
       bench.test.y, (scores > 0.5).astype(np.float32), bench.test.group)["accuracy"])
+
+
+def test_searches_save_in_the_checkpoint_dir_and_a_rerun_resumes_them(census, tmp_path):
+  import jax
+  from debiasjax import models
+  from debiasjax.checkpoint import Checkpoints
+  model = models.MLP(num_layers=2, width=8)
+  variables = model.init(jax.random.key(0), census.train.x[:1])
+  methods = {k: weight_methods()[k] for k in ("Random", "LayerwiseOpt")}
+  methods["ThrOpt (EO)"] = dm.threshold_optimizer(constraint="equalized_odds")
+  first = debias(model, variables, census, methods=methods, checkpoint_dir=str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == ["LayerwiseOpt", "Random"]
+  assert Checkpoints(str(tmp_path / "LayerwiseOpt")).latest_step() == 2    # 1 layer x 2 gens
+  again = debias(model, variables, census, methods=methods, checkpoint_dir=str(tmp_path))
+  strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+  assert strip(again.rows) == strip(first.rows)

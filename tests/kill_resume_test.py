@@ -65,3 +65,23 @@ def test_main_job_killed_while_explaining_leaves_no_results_and_reruns_from_the_
   assert [r["method"] for r in saved] == ["Vanilla", "ThrOpt (EO)", "LEACE"]
   assert [r["balanced_accuracy"] for r in saved] == [
       r["balanced_accuracy"] for r in outcome.trained.result.rows]
+
+
+def test_weight_search_killed_at_a_random_generation_resumes_to_the_uninterrupted_result(
+    tmp_path):
+  total = 2 * kill_worker.GENERATIONS
+  kill_at = int(np.random.default_rng().integers(1, total - 1))
+  run_until([sys.executable, "-m", "tests.kill_worker", "search", str(tmp_path / "search")],
+            f"saved {kill_at}\n")
+  saved = Checkpoints(str(tmp_path / "search")).latest_step()
+  assert kill_at <= saved < total, (saved, kill_at)
+  steps = []
+
+  class Counted(Checkpoints):
+    def save(self, step, tree, **kwargs):
+      steps.append(step)
+      super().save(step, tree, **kwargs)
+
+  resumed = kill_worker.weight_search(Counted(str(tmp_path / "search")))
+  assert steps == list(range(saved + 1, total + 1))        # only the generations left
+  chex.assert_trees_all_equal(resumed, kill_worker.weight_search())

@@ -8,7 +8,8 @@ output re-parametrised by its rule (see :mod:`debiasjax.explain.rules`); then
 
 with ``w`` the one-hot target (so the output relevance is the target logit). Nothing else in the
 model is touched: ReLU, max-pooling, global mean-pooling, reshapes, dropout (eval) and residual
-sums are handled exactly by the plain gradient.
+sums are handled exactly by the plain gradient (or, with the composite's ``sum_stabilizer``, by
+zennit's stabilised Norm rule at ``layers.Sum`` / ``layers.GlobalAvgPool``).
 
 BatchNorm (eval mode) is folded before rules apply, as zennit's canonizers do:
 * into the Conv/Dense that feeds it directly: ``W' = W * gamma / sqrt(var + eps)``,
@@ -42,6 +43,7 @@ import jax.numpy as jnp
 
 from debiasjax import _checks
 from debiasjax.explain import rules as rules_lib
+from debiasjax.models import layers
 
 _REJECTED = (nn.MultiHeadDotProductAttention, nn.ConvTranspose, nn.LayerNorm, nn.GroupNorm,
              nn.Embed, nn.DenseGeneral, nn.ConvLocal)
@@ -103,6 +105,10 @@ class _Propagation:
       return self._linear(module, args[0])
     if isinstance(module, nn.BatchNorm):
       return self._batch_norm(module, args, kwargs, next_fun)
+    if isinstance(module, layers.NORM_RULE_MODULES):
+      out = next_fun(*args, **kwargs)
+      eps = self.composite.sum_stabilizer
+      return out if eps is None else rules_lib.norm(out, eps)
     if isinstance(module, _REJECTED) or _owns_parameters(module):
       raise ValueError(
           f"lrp: module '{'/'.join(module.path)}' of type {type(module).__name__} is not "

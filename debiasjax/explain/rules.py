@@ -11,6 +11,14 @@ ReLU, max-pooling, reshapes and residual sums then need no rule at all: the plai
 zennit's Pass rule on activations, winner-take-all on max-pooling, and the proportional (Norm)
 split at every sum and mean, with epsilon -> 0.
 
+zennit instead stabilises those splits (its Norm rule on ``Sum`` and ``AvgPool``:
+``R_i = a_i R / stab(z)``, eps = 1e-6), which moves relevance wherever a sum is within a few eps
+of 0. :func:`zennit_compatible` turns that on for the sums and means a model marks
+(:class:`debiasjax.models.layers.Sum`, ``GlobalAvgPool``, both used by our ResNets); the default
+keeps the exact split, which conserves relevance at every sum. (Stock zennit also leaves each
+merged BatchNorm as ``x / sqrt(1 + eps)`` rather than the identity, ~4e-5 of max|R| on a
+ResNet-18; we fold exactly.)
+
 ``stab(z) = z + eps * sign(z)`` with ``sign(0) = +1`` (zennit's stabiliser).
 
 First-layer rules (Flat, WSquare, ZBox) have terms without the ``a *`` factor; they route those
@@ -183,11 +191,15 @@ class Composite:
     first: rule of the first Conv/Dense layer the model calls (None: its type's rule).
     by_name: ``((module path, rule), ...)`` overriding the above, e.g. ``(("head", Epsilon(0.)),)``;
       a path is ``/``-separated (``"stage4/block2/conv1"``) and also matches its submodules.
+    sum_stabilizer: None (default): sums and means split exactly in proportion to their terms
+      (plain gradient); a float eps: zennit's Norm rule ``R_i = a_i R / stab_eps(z)`` at every
+      ``layers.Sum`` and ``layers.GlobalAvgPool``.
   """
   conv: Rule = ZPlus()
   dense: Rule = Epsilon()
   first: Optional[Rule] = None
   by_name: tuple = ()
+  sum_stabilizer: Optional[float] = None
 
   def rule(self, kind: str, path: tuple, is_first: bool) -> Rule:
     name = "/".join(path)
@@ -197,6 +209,18 @@ class Composite:
     if is_first and self.first is not None:
       return self.first
     return self.conv if kind == "conv" else self.dense
+
+
+def norm(z, eps: float):
+  """zennit's Norm rule at a sum or mean ``z``: value ``z``, relevance ``a_i R / stab_eps(z)``."""
+  return sg(z) + _through(z, z, eps)
+
+
+def zennit_compatible(composite: Composite, stabilizer: float = 1e-6) -> Composite:
+  """``composite`` with zennit's stabilised Norm rule on sums and means (see module doc):
+  ``lrp(..., composite=zennit_compatible(epsilon_alpha2_beta1()))`` equals zennit's
+  ``EpsilonAlpha2Beta1`` with the ResNet canonizer to float64 rounding."""
+  return dataclasses.replace(composite, sum_stabilizer=float(stabilizer))
 
 
 def lrp_zero() -> Composite:

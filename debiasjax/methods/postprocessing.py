@@ -161,6 +161,11 @@ def threshold_optimizer(*, constraint: str = "demographic_parity", objective: st
   (480 random oracle cases) and the per-sample decisions of the rule in exact arithmetic
   (collinear hull points recognised exactly; see :mod:`~debiasjax.methods.group_thresholds`),
   up to grid points whose objectives differ by less than ``TIE_TOLERANCE`` (the first wins).
+  Exact means: integer sample weights (none, counts, bootstrap resamples) and hull numerators
+  below 2^24 -- a group's weighted size for every metric but balanced accuracy, whose numerator
+  ``TP * N + TN * P`` is at most ``n^2 / 2`` (groups of at most 5,792 rows). Past that, or with
+  fractional weights, near-collinear points are decided in float32 like any float
+  implementation, fairlearn's float64 included.
 
   Example:
     to = threshold_optimizer(constraint="equalized_odds", flip=True)

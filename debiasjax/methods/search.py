@@ -41,6 +41,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -58,9 +59,12 @@ ScoreFn = Callable[[Any, jax.Array], jax.Array]
 
 
 class Search(NamedTuple):
-  """``search(score_fn, variables, data, key, *, privileged=None) -> WeightResult``: a
-  zeroth-order search for weights on ``data`` (the debias split); ``privileged``, when given, is
-  the data's privileged group and replaces the objective's."""
+  """``search(score_fn, variables, data, key, *, privileged=None, checkpoints=None) ->
+  WeightResult``: a zeroth-order search for weights on ``data`` (the debias split);
+  ``privileged``, when given, is the data's privileged group and replaces the objective's;
+  ``checkpoints`` (a :class:`~debiasjax.checkpoint.Checkpoints`, eager runs only): the search
+  saves its state there after every chunk or generation and resumes from the latest, to the
+  result an uninterrupted search gives."""
   search: Callable[..., WeightResult]
 
 
@@ -178,6 +182,44 @@ def _map_chunks(fn: Callable, xs: Any, chunk_size: Optional[int]):
   return jax.tree.map(lambda *o: jnp.concatenate(o)[:k], *outs)
 
 
+class _Resume:
+  """A search's loop state saved after every unit of work (a chunk, a generation) in
+  ``checkpoints`` and restored from its latest one; ``identity`` (the search's settings, its
+  key and the data's size) must match, so a folder never resumes a different search. Without
+  checkpoints it does nothing."""
+
+  def __init__(self, checkpoints, kind: str, key, inputs, **settings):
+    self.checkpoints, self.identity = checkpoints, None
+    if checkpoints is None:
+      return
+    if not all(_checks.is_concrete(v) for v in jax.tree.leaves((key, inputs))):
+      raise ValueError("checkpoints: a search can save and resume only when run eagerly; under "
+                       "jit or vmap pass checkpoints=None")
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(inputs):
+      digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+    self.identity = {"search": kind, "key": np.asarray(jax.random.key_data(key)).tolist(),
+                     "inputs": digest.hexdigest()[:16],
+                     **{k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}}
+
+  def latest(self) -> int:
+    """The number of units done in the latest checkpoint (0 without one)."""
+    if self.checkpoints is None or self.checkpoints.latest_step() is None:
+      return 0
+    saved = self.checkpoints.metadata()
+    if saved != self.identity:
+      raise ValueError(f"checkpoints: {self.checkpoints.directory} holds a different search "
+                       f"({saved}); expected {self.identity}. Use a fresh folder")
+    return int(self.checkpoints.latest_step())
+
+  def restore(self, template):
+    return self.checkpoints.restore(template)
+
+  def save(self, done: int, state) -> None:
+    if self.checkpoints is not None:
+      self.checkpoints.save(done, state, metadata=self.identity)
+
+
 class _Problem(NamedTuple):
   """A validated search problem: scores populations of candidates on the debias split."""
   objective: Objective
@@ -201,10 +243,11 @@ class _Problem(NamedTuple):
     return _map_chunks(lambda z: run(variables, *self.arrays, z), zs, chunk_size)
 
   def population_and_best(self, kind: str, option: Any, zs, eligible: int,
-                          chunk_size: Optional[int] = None):
+                          chunk_size: Optional[int] = None, resume: Optional[_Resume] = None):
     """:meth:`population` and the parameters of the best of the first ``eligible``
     candidates (the first on ties), kept from the scoring program's own output rather than
-    rebuilt by a second program. Traceable (vmaps over seeds)."""
+    rebuilt by a second program. Traceable (vmaps over seeds); with ``resume``, saved after
+    every chunk and resumed from the last one saved."""
     if chunk_size is None and jnp.ndim(self.arrays[0]) > 2:
       chunk_size = 1
     run = _population_scorer(self.score_fn, self.objective, self.num_groups, kind, option, True)
@@ -213,23 +256,37 @@ class _Problem(NamedTuple):
     pad = -k % size
     padded = zs if not pad else jax.tree.map(
         lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, 0)]), zs)
-    outs, best_score, best_params = [], None, None
-    for start in range(0, k + pad, size):
-      chunk = jax.tree.map(lambda a: a[start:start + size], padded)
+    chunk_at = lambda start: jax.tree.map(lambda a: a[start:start + size], padded)
+    outs, best_score, best_params, first = [], None, None, 0
+    if resume is not None and resume.latest():
+      done = resume.latest()
+      one = jax.eval_shape(run, self.variables, *self.arrays, chunk_at(0), np.ones(size, bool))
+      zeros = lambda a, shape=None: jnp.zeros(a.shape if shape is None else shape, a.dtype)
+      template = {"choices": {f: zeros(a, (done * size,) + a.shape[1:])
+                              for f, a in one[0]._asdict().items()},
+                  "params": jax.tree.map(zeros, one[1]), "score": zeros(one[2])}
+      saved = resume.restore(template)
+      outs = [type(one[0])(**saved["choices"])]
+      best_params, best_score, first = saved["params"], saved["score"], done * size
+    for start in range(first, k + pad, size):
       mask = np.arange(start, start + size) < eligible
-      choices, picked, score = run(self.variables, *self.arrays, chunk, mask)
+      choices, picked, score = run(self.variables, *self.arrays, chunk_at(start), mask)
       outs.append(choices)
       if best_params is None:
         best_params, best_score = picked, score
-        continue
-      better = score > best_score
-      if _checks.is_concrete(better):      # eagerly: keep one set, no select per leaf
-        if bool(better):
-          best_params, best_score = picked, score
-      else:                                # traced (e.g. vmapped over seeds)
-        best_params = jax.tree.map(lambda new, old: jnp.where(better, new, old), picked,
-                                   best_params)
-        best_score = jnp.where(better, score, best_score)
+      else:
+        better = score > best_score
+        if _checks.is_concrete(better):      # eagerly: keep one set, no select per leaf
+          if bool(better):
+            best_params, best_score = picked, score
+        else:                                # traced (e.g. vmapped over seeds)
+          best_params = jax.tree.map(lambda new, old: jnp.where(better, new, old), picked,
+                                     best_params)
+          best_score = jnp.where(better, score, best_score)
+      if resume is not None:
+        so_far = jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
+        resume.save(start // size + 1, {"choices": so_far._asdict(), "params": best_params,
+                                        "score": best_score})
     choices = outs[0] if len(outs) == 1 else jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
     return jax.tree.map(lambda v: v[:k], choices), best_params
 
@@ -296,16 +353,19 @@ def random_perturbation(*, objective: Objective = Objective(), num_candidates: i
   layers = None if layers is None else tuple(layers)
 
   def search(score_fn: ScoreFn, variables: Any, data: Any, key: jax.Array, *,
-             privileged: Optional[int] = None) -> WeightResult:
+             privileged: Optional[int] = None, checkpoints=None) -> WeightResult:
     problem, cand_key = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
                                num_bootstrap, key, privileged)
     params = variables["params"]
     _selected(params, layers)                                   # validates `layers`
+    resume = _Resume(checkpoints, "random_perturbation", key, (variables, problem.arrays),
+                     num_candidates=num_candidates, sigma=float(sigma), layers=layers,
+                     chunk_size=chunk_size, objective=repr(problem.objective))
     # The unperturbed model is candidate K (noise scale 0): scored by the same program.
     keys = jax.vmap(lambda i: jax.random.fold_in(cand_key, i))(jnp.arange(num_candidates + 1))
     scales = jnp.ones(num_candidates + 1).at[-1].set(0.0)
     scored, best_params = problem.population_and_best(
-        "perturb", (float(sigma), layers), (keys, scales), num_candidates, chunk_size)
+        "perturb", (float(sigma), layers), (keys, scales), num_candidates, chunk_size, resume)
     choices = jax.tree.map(lambda v: v[:-1], scored)
     original = jax.tree.map(lambda v: v[-1], scored)
     best = jnp.argmax(choices.score)
@@ -388,45 +448,78 @@ def layerwise_optimisation(*, layers: Optional[Sequence[str]] = None,
   num_elite = max(1, int(round(elite * population)))
 
   def search(score_fn: ScoreFn, variables: Any, data: Any, key: jax.Array, *,
-             privileged: Optional[int] = None) -> WeightResult:
+             privileged: Optional[int] = None, checkpoints=None) -> WeightResult:
     problem, search_key = _setup(score_fn, variables, data, objective, num_groups,
                                  num_thresholds, num_bootstrap, key, privileged)
-    params = variables["params"]
-    chosen = list(layers) if layers is not None else last_parameterised_modules(params)
+    chosen = (list(layers) if layers is not None
+              else last_parameterised_modules(variables["params"]))
     for layer in chosen:
-      _selected(params, [layer])
-    current = problem.single(params)
-    gen_best, layer_scores, kept = [], [], []
-    for i, layer in enumerate(chosen):
-      w0, std = _layer_vector(params, layer)
-      lo, hi = w0 - box * std, w0 + box * std
-      mean, spread = w0, init_scale * box * std + 1e-8
-      best_v, best_choice = w0, current
-      history = []
-      for gen in range(generations):
-        k = jax.random.fold_in(jax.random.fold_in(search_key, i), gen)
-        pop = jnp.clip(mean[None] + spread[None] * jax.random.normal(k, (population, w0.size)),
-                       lo[None], hi[None])
-        choices = problem.population("layer", layer, pop, chunk_size, params)
-        order = jnp.argsort(-choices.score)
-        elites = pop[order[:num_elite]]
-        mean, spread = elites.mean(0), elites.std(0) + 1e-3 * std + 1e-8
-        top = order[0]
-        better = choices.score[top] > best_choice.score
-        best_v = jnp.where(better, pop[top], best_v)
-        best_choice = jax.tree.map(lambda new, old: jnp.where(better, new[top], old), choices,
-                                   best_choice)
-        history.append(choices.score[top])
-      improved = best_choice.score > current.score
-      params = jax.tree.map(lambda new, old: jnp.where(improved, new, old),
-                            _rebuild_layer(params, layer, best_v), params)
-      current = jax.tree.map(lambda new, old: jnp.where(improved, new, old), best_choice, current)
-      gen_best.append(jnp.stack(history))
-      layer_scores.append(best_choice.score)
-      kept.append(improved)
-    trace = {"generation_best": jnp.stack(gen_best), "layer_score": jnp.stack(layer_scores),
-             "kept": jnp.stack(kept)}
-    return WeightResult(_with_params(variables, params), current.threshold, current.phi,
-                        current.score, current.bias, current.performance, trace)
+      _selected(variables["params"], [layer])
+    resume = _Resume(checkpoints, "layerwise_optimisation", key, (variables, problem.arrays),
+                     layers=chosen, population=population, generations=generations,
+                     elite=elite, box=box, init_scale=init_scale, chunk_size=chunk_size,
+                     objective=repr(problem.objective))
+    num_layers = len(chosen)
+
+    def layer_start(run, i):
+      """Layer ``i``'s search distribution and best so far, from the weights kept so far."""
+      w0, std = _layer_vector(run["params"], chosen[i])
+      return {"mean": w0, "spread": init_scale * box * std + 1e-8, "best_v": w0,
+              "best": run["current"]}
+
+    def generation(run, lay, i, gen):
+      """One generation of layer ``i``: draw, score in one call, refit to the elite."""
+      w0, std = _layer_vector(run["params"], chosen[i])
+      k = jax.random.fold_in(jax.random.fold_in(search_key, i), gen)
+      pop = jnp.clip(lay["mean"][None] + lay["spread"][None]
+                     * jax.random.normal(k, (population, w0.size)),
+                     (w0 - box * std)[None], (w0 + box * std)[None])
+      choices = problem.population("layer", chosen[i], pop, chunk_size, run["params"])
+      order = jnp.argsort(-choices.score)
+      elites = pop[order[:num_elite]]
+      top = order[0]
+      better = choices.score[top] > lay["best"]["score"]
+      lay = {"mean": elites.mean(0), "spread": elites.std(0) + 1e-3 * std + 1e-8,
+             "best_v": jnp.where(better, pop[top], lay["best_v"]),
+             "best": {f: jnp.where(better, getattr(choices, f)[top], old)
+                      for f, old in lay["best"].items()}}
+      run = {**run, "generation_best": run["generation_best"].at[i, gen].set(choices.score[top])}
+      return run, lay
+
+    def layer_end(run, lay, i):
+      """Keeps layer ``i``'s best weights if they beat the best model so far."""
+      improved = lay["best"]["score"] > run["current"]["score"]
+      keep = lambda new, old: jax.tree.map(lambda u, v: jnp.where(improved, u, v), new, old)
+      return {**run, "params": keep(_rebuild_layer(run["params"], chosen[i], lay["best_v"]),
+                                    run["params"]),
+              "current": keep(lay["best"], run["current"]),
+              "layer_score": run["layer_score"].at[i].set(lay["best"]["score"]),
+              "kept": run["kept"].at[i].set(improved)}
+
+    current = problem.single(variables["params"])._asdict()
+    run = {"params": variables["params"], "current": current,
+           "generation_best": jnp.zeros((num_layers, generations), current["score"].dtype),
+           "layer_score": jnp.zeros(num_layers, current["score"].dtype),
+           "kept": jnp.zeros(num_layers, bool)}
+    done = resume.latest()                  # generations finished, over all layers
+    i, gen = divmod(max(done - 1, 0), generations)
+    lay = layer_start(run, i)
+    if done:
+      run, lay = resume.restore((run, lay))
+      gen += 1
+    while i < num_layers:
+      if gen == generations:
+        run = layer_end(run, lay, i)
+        i, gen = i + 1, 0
+        if i < num_layers:
+          lay = layer_start(run, i)
+        continue
+      run, lay = generation(run, lay, i, gen)
+      gen += 1
+      resume.save(i * generations + gen, (run, lay))
+    c = run["current"]
+    trace = {f: run[f] for f in ("generation_best", "layer_score", "kept")}
+    return WeightResult(_with_params(variables, run["params"]), c["threshold"], c["phi"],
+                        c["score"], c["bias"], c["performance"], trace)
 
   return Search(search)

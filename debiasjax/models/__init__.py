@@ -1,5 +1,8 @@
-"""Models: Savani's MLP, ResNet-18/34/50 with named stages, and taps into any named layer."""
+"""Models: Savani's MLP, ResNet-18/34/50 with named stages, taps into any named layer, and the
+torchvision ResNet importer (:mod:`~debiasjax.models.from_torch`)."""
 
+from debiasjax.models import from_torch
+from debiasjax.models.from_torch import load_torch_resnet, resnet_from_state_dict
 from debiasjax.models.mlp import MLP
 from debiasjax.models.resnet import BasicBlock, BottleneckBlock, ResNet, ResNet18, ResNet34, \
     ResNet50
@@ -8,4 +11,4 @@ from debiasjax.models.taps import Intervened, Tap, penultimate_layer, tap, tap_f
 
 __all__ = ["MLP", "ResNet", "ResNet18", "ResNet34", "ResNet50", "BasicBlock", "BottleneckBlock",
            "Intervened", "Tap", "penultimate_layer", "tap", "tap_from_functions",
-           "top_level_call_order"]
+           "top_level_call_order", "from_torch", "load_torch_resnet", "resnet_from_state_dict"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -181,3 +182,27 @@ def _max_pool_bwd(window, strides, padding, residuals, g):
 
 
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+class Sum(nn.Module):
+  """``x1 + x2 + ...`` as a named, parameter-free module: a residual sum that LRP can see.
+
+  LRP splits a sum's relevance in proportion to its terms; with a composite's
+  ``sum_stabilizer`` set it uses zennit's Norm rule here (:mod:`debiasjax.explain.rules`).
+  """
+
+  @nn.compact
+  def __call__(self, *terms):
+    return functools.reduce(lambda a, b: a + b, terms)
+
+
+class GlobalAvgPool(nn.Module):
+  """Mean over the spatial axes of an NHWC map (a named module, so it can be tapped, and LRP's
+  Norm rule reaches it like zennit's on ``AdaptiveAvgPool2d``)."""
+
+  @nn.compact
+  def __call__(self, x):
+    return jnp.mean(x, axis=(1, 2))
+
+
+NORM_RULE_MODULES = (Sum, GlobalAvgPool)

@@ -51,7 +51,7 @@ class BasicBlock(nn.Module):
     if x.shape != y.shape:
       x = self.conv(self.features, (1, 1), s, _pad(1), name="downsample_conv")(x)
       x = self.norm(name="downsample_bn")(x)
-    return nn.relu(x + y)
+    return nn.relu(layers.Sum(name="add")(x, y))
 
 
 class BottleneckBlock(nn.Module):
@@ -74,7 +74,7 @@ class BottleneckBlock(nn.Module):
     if x.shape != y.shape:
       x = self.conv(out, (1, 1), s, _pad(1), name="downsample_conv")(x)
       x = self.norm(name="downsample_bn")(x)
-    return nn.relu(x + y)
+    return nn.relu(layers.Sum(name="add")(x, y))
 
 
 class Stem(nn.Module):
@@ -111,14 +111,6 @@ class Stage(nn.Module):
     return x
 
 
-class GlobalAvgPool(nn.Module):
-  """Mean over the spatial axes of an NHWC map (a named module so it can be tapped)."""
-
-  @nn.compact
-  def __call__(self, x):
-    return jnp.mean(x, axis=(1, 2))
-
-
 class ResNet(nn.Module):
   """ResNet with named stages ``stem``, ``stage1``..``stage4``, ``pool``, ``head``.
 
@@ -147,7 +139,7 @@ class ResNet(nn.Module):
     for i, num_blocks in enumerate(self.stage_sizes):
       x = Stage(num_blocks, self.width * 2**i, 1 if i == 0 else 2, self.block_cls, conv, norm,
                 name=f"stage{i + 1}")(x)
-    x = GlobalAvgPool(name="pool")(x)
+    x = layers.GlobalAvgPool(name="pool")(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
 
 

@@ -110,6 +110,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
       "name": "resnet18" if images else "mlp",   # resnet18 / resnet34 / resnet50 / mlp
       "width": 16, "small_images": False,        # ResNet width (64 in the paper) and stem
       "mlp_layers": 10, "mlp_width": 32, "dropout": 0.2,   # Savani et al.'s MLP
+      "weights": "",   # a torchvision ResNet's state_dict (.pt / .pth / .npz): used, not trained
   })
   config.train = ml_collections.ConfigDict({
       "epochs": 6 if images else 60, "batch_size": 64, "learning_rate": 1e-3,

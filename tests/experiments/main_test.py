@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from debiasjax import pipeline
@@ -121,6 +123,8 @@ def test_seed_sweep_rejects_bad_seeds(tmp_path, seeds, message):
     ("tiny", {"n_explain": 1}, "n_explain: the saliency tests need at least 2 images"),
     ("tiny", {"train__epochs": 0}, "train.epochs: expected a positive int, got 0"),
     ("tiny", {"train__batch_size": 0}, "train.batch_size: expected a positive int, got 0"),
+    ("tiny", {"model__weights": "no/such.pt"}, "model.weights: expected an existing .pt"),
+    ("census,tiny", {"model__weights": "no/such.pt"}, "model.weights: imported weights are"),
 ])
 def test_main_rejects_bad_settings_before_any_work(tmp_path, arg, overrides, message):
   with pytest.raises(ValueError) as error:
@@ -171,3 +175,25 @@ def test_command_line_smoke(tmp_path):
   again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert again.returncode == 2 and again.stderr.startswith("error: ") \
       and "already holds" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_main_debiases_an_imported_torchvision_resnet_without_training_it(tmp_path):
+  from debiasjax.models import load_torch_resnet
+  from tests import torch_peers
+  try:
+    torch, _, _, torchvision = torch_peers.import_torch_peers()
+  except ImportError:
+    pytest.skip("torch is not installed")
+  torch.manual_seed(0)
+  tmodel = torch_peers.randomize_batch_norm(torch, torchvision.models.resnet18(num_classes=2))
+  weights = str(tmp_path / "resnet18.pt")
+  torch.save(tmodel.state_dict(), weights)
+  outcome, stdout = run(config_of("tiny", tmp_path / "c", model__weights=weights,
+                                  methods="thropt_eo,leace", explain="none"), tmp_path / "r")
+  assert "using the imported ResNet-18" in stdout and "epoch" not in stdout
+  _, variables = load_torch_resnet(weights)
+  for a, b in zip(jax.tree.leaves(outcome.trained.variables), jax.tree.leaves(variables)):
+    np.testing.assert_array_equal(a, b)
+  saved = json.loads((tmp_path / "r" / "results.json").read_text())
+  assert saved["config"]["model"]["weights"] == weights
+  assert [r["method"] for r in saved["results"]] == ["Vanilla", "ThrOpt (EO)", "LEACE"]

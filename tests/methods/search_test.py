@@ -195,3 +195,43 @@ def test_random_perturbation_compiles_once_for_repeated_searches(census_model):
     rp.search(score_fn, other, bench.debias, jax.random.key(2))
   assert lowered == [], lowered
   assert again.trace["score"].shape == (5,)
+
+
+def test_random_perturbation_interrupted_resumes_to_the_same_result_and_refuses_other_searches(
+    census_model, tmp_path):
+  from debiasjax.checkpoint import Checkpoints
+  bench, model, variables = census_model
+  score_fn, data = score_fn_of(model), bench.debias
+  rp = search.random_perturbation(num_candidates=7, chunk_size=2, num_thresholds=101)
+
+  class Stop(Exception):
+    pass
+
+  class FailsAfter(Checkpoints):
+    """Raises once ``limit`` chunks have been saved (a crash between chunks)."""
+    def __init__(self, directory, limit):
+      super().__init__(directory)
+      self.limit, self.steps = limit, []
+
+    def save(self, step, tree, **kwargs):
+      super().save(step, tree, **kwargs)
+      self.steps.append(step)
+      if len(self.steps) == self.limit:
+        raise Stop
+
+  folder = str(tmp_path / "rp")
+  with pytest.raises(Stop):
+    rp.search(score_fn, variables, data, jax.random.key(3), checkpoints=FailsAfter(folder, 2))
+  again = FailsAfter(folder, None)
+  resumed = rp.search(score_fn, variables, data, jax.random.key(3), checkpoints=again)
+  assert again.steps == [3, 4]
+  whole = rp.search(score_fn, variables, data, jax.random.key(3))
+  np.testing.assert_array_equal(resumed.trace["score"], whole.trace["score"])
+  assert int(resumed.trace["best"]) == int(whole.trace["best"])
+  for a, b in zip(jax.tree.leaves(resumed.variables), jax.tree.leaves(whole.variables)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match="holds a different search"):
+    rp.search(score_fn, variables, data, jax.random.key(4), checkpoints=Checkpoints(folder))
+  with pytest.raises(ValueError, match="only when run eagerly"):
+    jax.jit(lambda k: rp.search(score_fn, variables, data, k,
+                                checkpoints=Checkpoints(folder)).score)(jax.random.key(3))
