@@ -45,8 +45,8 @@ import numpy as np
 from debiasjax import _checks
 from debiasjax.checkpoint import Checkpoints
 from debiasjax.data.dataset import Benchmark
-from debiasjax.evaluate import BATCH, fairness_summary, predict_scores, score_function, \
-    scores_and_activations
+from debiasjax.evaluate import BATCH, bootstrap_intervals, fairness_summary, predict_scores, \
+    score_function, scores_and_activations
 from debiasjax.methods.clarc import ConceptEdit, edited_scores, fit_edit, layer_activations
 from debiasjax.methods.concepts import Eraser
 from debiasjax.methods.finetuning import FineTuning, tune
@@ -87,10 +87,16 @@ def threshold_rule(threshold) -> Callable[[Any, Any], Any]:
   return decide
 
 
+# A classifier predicting one class for all but this fraction of the test rows is flagged as
+# (near-)constant: its gaps are ~0 by construction, so it is kept off the Pareto front.
+CONSTANT = 0.01
+
+
 def pareto_front(rows: Sequence[dict], *, performance: str = "balanced_accuracy",
                  gap: str = "equalized_odds") -> list[str]:
-  """Labels of the rows no other row dominates (>= performance and <= gap, one strictly)."""
-  points = [(r["method"], r[performance], r[gap]) for r in rows]
+  """Labels of the rows no other row dominates (>= performance and <= gap, one strictly);
+  rows flagged ``constant`` neither join the front nor dominate."""
+  points = [(r["method"], r[performance], r[gap]) for r in rows if not r.get("constant")]
   front = []
   for name, p, q in points:
     dominated = any(p2 >= p and q2 <= q and (p2 > p or q2 < q) for _, p2, q2 in points)
@@ -250,7 +256,16 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
                                     batch_size=batch_size)[0]
     return predict_scores(d.apply_fn, d.variables, test.x, batch_size=batch_size)
 
-  summary = lambda pred: fairness_summary(test.y, pred, test.group, privileged=privileged)
+  def summary(pred):
+    """The test-split metrics of decisions ``pred`` with 95 % bootstrap intervals, and whether
+    they are a (near-)constant classifier."""
+    ci_key = jax.random.fold_in(jax.random.key(seed), 7)     # the same resamples for every row
+    rate = float(np.mean(pred))
+    return {**fairness_summary(test.y, pred, test.group, privileged=privileged),
+            "ci": bootstrap_intervals(test.y, pred, test.group, key=ci_key,
+                                      privileged=privileged),
+            "positive_rate": rate, "constant": not CONSTANT < rate < 1 - CONSTANT}
+
   rows = [{"method": "Vanilla", "seconds": 0.0,
            **summary((scores["test"] > threshold).astype(np.float32))}]
   setting = _Setting(model, apply_fn, variables, benchmark, scores, privileged, num_groups,

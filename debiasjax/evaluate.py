@@ -112,6 +112,47 @@ def _summary(y, p, g, w, *, num_groups: int, privileged: Optional[int]) -> dict:
   return out
 
 
+@functools.partial(jax.jit, static_argnames=("num_groups", "privileged", "num_resamples"))
+def _bootstrap_values(y, p, g, key, *, num_groups: int, privileged: Optional[int],
+                      num_resamples: int) -> dict:
+  """The summary's scalar metrics on ``num_resamples`` resamples of the rows (with
+  replacement, as multinomial counts), one vmapped program."""
+  n = y.shape[0]
+  idx = jax.random.randint(key, (num_resamples, n), 0, n)
+  weights = jax.vmap(lambda i: jnp.zeros(n, jnp.float32).at[i].add(1.0))(idx)
+
+  def one(w):
+    s = _summary(y, p, g, w, num_groups=num_groups, privileged=privileged)
+    out = {k: s[k] for k in ("accuracy", "balanced_accuracy", *C.UNSIGNED)}
+    if privileged is not None:
+      out.update({f"{k}_difference": v for k, v in s["signed"].items()})
+    return out
+  return jax.vmap(one)(weights)
+
+
+def bootstrap_intervals(y_true, y_pred, groups, *, key: jax.Array, num_resamples: int = 200,
+                        level: float = 0.95, privileged: Optional[int] = None) -> dict:
+  """Percentile bootstrap intervals ``{metric: [low, high]}`` of :func:`fairness_summary`'s
+  scalar metrics (signed ones too when ``privileged`` is given): the rows resampled with
+  replacement ``num_resamples`` times, every resample scored in one vmapped program; resamples
+  where a metric is undefined (a group without positives) are left out of its interval."""
+  _checks.check_key("key", key)
+  _checks.check_int("num_resamples", num_resamples, 2)
+  if not 0 < level < 1:
+    raise ValueError(f"level: expected a coverage in (0, 1), got {level}")
+  y, p, g, _, n = _checks.metric_inputs(y_true, y_pred, groups, None, None, privileged)
+  values = jax.device_get(_bootstrap_values(y, p, g, key, num_groups=n, privileged=privileged,
+                                            num_resamples=num_resamples))
+  tail = 100 * (1 - level) / 2
+  out = {}
+  for name, v in values.items():
+    v = np.asarray(v, np.float64)
+    v = v[np.isfinite(v)]
+    out[name] = ([float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))]
+                 if v.size else [None, None])
+  return out
+
+
 def fairness_summary(y_true, y_pred, groups, *, privileged: Optional[int] = None,
                      sample_weight=None) -> dict:
   """Accuracy, balanced accuracy, the unsigned fairlearn gaps and, when ``privileged`` is

@@ -19,13 +19,17 @@ import os
 import shutil
 import statistics
 import tempfile
+import time
 from typing import Iterator, Optional, Sequence
 
 OUTPUTS = ("results.json", "results.csv", "report.md", "pareto.png", "saliency.png", "heatmaps.png")
 
 # (key, short header) of the columns every results table shows.
 COLUMNS = (("accuracy", "Acc"), ("balanced_accuracy", "Bal.acc"), ("demographic_parity", "DP"),
-           ("equalized_odds", "EO"), ("equal_opportunity", "EOpp"))
+           ("statistical_parity_difference", "SPD"), ("equalized_odds", "EO"),
+           ("equal_opportunity", "EOpp"))
+CI_COLUMNS = (("balanced_accuracy", "Bal.acc"), ("demographic_parity", "DP"),
+              ("statistical_parity_difference", "SPD"), ("equalized_odds", "EO"))
 
 
 def atomic_write(path: str, data) -> None:
@@ -120,7 +124,7 @@ def table_rows(rows: Sequence[dict], *, baseline: Optional[str] = "Vanilla") -> 
   base = next((r for r in rows if r["method"] == baseline), None)
   cells = []
   for r in rows:
-    line = [r["method"]]
+    line = [r["method"] + (" (constant)" if r.get("constant") else "")]
     for key, _ in COLUMNS:
       delta = _delta(r.get(key), base.get(key)) if base is not None and r is not base else ""
       line.append(_fmt(r.get(key)) + delta)
@@ -146,12 +150,14 @@ def markdown_table(header: Sequence[str], cells: Sequence[Sequence[str]]) -> str
 
 def results_csv(rows: Sequence[dict]) -> str:
   """One CSV row per method with every scalar metric."""
-  keys = ["method"] + sorted({k for r in rows for k, v in r.items()
+  flat = [{**r, **{f"ci_{k}_{end}": v for k, (lo, hi) in r.get("ci", {}).items()
+                   for end, v in (("low", lo), ("high", hi))}} for r in rows]
+  keys = ["method"] + sorted({k for r in flat for k, v in r.items()
                               if k != "method" and not isinstance(v, (list, dict))})
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
   writer.writeheader()
-  for r in rows:
+  for r in flat:
     writer.writerow({k: r.get(k) for k in keys})
   return buf.getvalue()
 
@@ -271,6 +277,24 @@ def _group_section(rows: Sequence[dict], groups: Sequence[str]) -> str:
   return markdown_table(["Method", "group", "n", "selection rate", "TPR", "FPR", "accuracy"], cells)
 
 
+def _interval_section(rows: Sequence[dict]) -> str:
+  cells = [[r["method"]] + [(f"[{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else "-")
+                            for key, _ in CI_COLUMNS
+                            for lo, hi in [r.get("ci", {}).get(key, (None, None))]]
+           for r in rows if r.get("ci")]
+  return markdown_table(["Method"] + [h for _, h in CI_COLUMNS], cells) if cells else ""
+
+
+def constant_note(row: dict) -> str:
+  """A sentence flagging a (near-)constant classifier, or ''."""
+  if not row.get("constant"):
+    return ""
+  rate = row.get("positive_rate", float("nan"))
+  return (f"{row['method']} predicts the positive class for {100 * rate:.1f} % of the test rows: "
+          "a (near-)constant classifier, whose gaps are ~0 by construction (balanced accuracy "
+          f"{row['balanced_accuracy']:.3f}); it is kept off the Pareto front.")
+
+
 def explain_gap(row: dict, groups: Sequence[str]) -> str:
   """One sentence saying where a row's equalized-odds gap comes from."""
   rates = row.get("groups", [])
@@ -302,17 +326,57 @@ def render_report(*, rows: Sequence[dict], config: dict, info: dict, command: st
       "## Results on the test split", "",
       "Acc = accuracy, Bal.acc = balanced accuracy; DP, EO, EOpp = demographic-parity, "
       "equalized-odds and equal-opportunity gaps (max - min over groups, fairlearn's "
-      "convention; lower is fairer). Changes against Vanilla in brackets.", "",
+      "convention; lower is fairer); SPD = AIF360's signed statistical parity difference "
+      "(selection rate of the unprivileged group minus the privileged one's: the sign says "
+      "which group is favoured). Changes against Vanilla in brackets; (constant) marks a "
+      "classifier that predicts one class for all but 1 % of the rows.", "",
       markdown_table(header, table_rows(rows)), "",
       "Per-group rates:", "", _group_section(rows, groups), "",
   ]
+  intervals = _interval_section(rows)
+  if intervals:
+    parts += ["95 % bootstrap intervals (200 resamples of the test split, the same for every "
+              "method; a model's own randomness is not resampled):", "", intervals, ""]
   for title, body in sections:
     parts += [f"## {title}", "", body, ""]
   parts += ["## Reading the numbers", ""]
-  parts += [f"- {line}" for line in [explain_gap(r, groups) for r in rows] + list(notes) if line]
+  lines = [explain_gap(r, groups) for r in rows] + [constant_note(r) for r in rows] + list(notes)
+  parts += [f"- {line}" for line in lines if line]
   parts += ["", "## Configuration", "", "```json", json.dumps(config, indent=2, sort_keys=True),
             "```", ""]
   return "\n".join(parts)
+
+
+def provenance() -> dict:
+  """What produced a result: package versions, the git commit of the source (with whether it
+  had uncommitted changes), Python, the platform and JAX's devices, and the time."""
+  import platform
+  import subprocess
+  from importlib import metadata
+  versions = {}
+  for package in ("debiasjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy"):
+    try:
+      versions[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      versions[package] = None
+  if versions["debiasjax"] is None:                 # run from a checkout, not installed
+    from debiasjax import __version__
+    versions["debiasjax"] = __version__
+  source = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  git = None
+  try:
+    if not os.path.exists(os.path.join(source, ".git")):
+      raise OSError("not a source checkout")     # an installed package
+    run = lambda *a: subprocess.run(["git", "-C", source, *a], capture_output=True, text=True,
+                                    timeout=10, check=True).stdout.strip()
+    git = {"commit": run("rev-parse", "HEAD"),
+           "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
+  except (OSError, subprocess.SubprocessError):
+    pass                                  # no checkout, or no git
+  import jax
+  return {"versions": versions, "git": git, "python": platform.python_version(),
+          "platform": platform.platform(), "devices": [str(d) for d in jax.devices()],
+          "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def write_results(run_dir: str, *, rows: Sequence[dict], config: dict, info: dict,
@@ -321,7 +385,7 @@ def write_results(run_dir: str, *, rows: Sequence[dict], config: dict, info: dic
   """Writes results.json, results.csv and report.md into ``run_dir`` (created if needed;
   each file atomically); ``sections`` are extra ``(title, markdown)`` parts of the report."""
   payload = {"command": command, "config": config, "data": info, "results": list(rows),
-             **(extra or {})}
+             "provenance": provenance(), **(extra or {})}
   atomic_write(os.path.join(run_dir, "results.json"), json.dumps(payload, indent=2, default=str))
   atomic_write(os.path.join(run_dir, "results.csv"), results_csv(rows))
   atomic_write(os.path.join(run_dir, "report.md"),
@@ -354,28 +418,113 @@ def _coincident(rows: Sequence[dict], x_key: str, y_key: str) -> list:
   return sorted(groups.items())
 
 
+def _error(r: dict, key: str):
+  """[[below], [above]] of a row's bootstrap interval of ``key`` (None without one)."""
+  lo, hi = r.get("ci", {}).get(key, (None, None))
+  if lo is None or hi is None:
+    return None
+  return [[max(r[key] - lo, 0.0)], [max(hi - r[key], 0.0)]]
+
+
+# Label offsets tried around a point, in points: right, left, above, below, then farther out.
+_OFFSETS = [(7, 3), (7, -10), (-7, 3), (-7, -10), (0, 9), (0, -15)] + \
+    [(dx * k, dy * k) for k in (2, 3, 4) for dx, dy in ((8, 5), (8, -9), (-8, 5), (-8, -9),
+                                                       (0, 10), (0, -14))]
+
+
+def _place_labels(fig, ax, points) -> None:
+  """Writes each ``(x, y, text)`` beside its point at the first offset of :data:`_OFFSETS`
+  where it overlaps no label placed before, no marker and stays inside the axes (the least
+  overlapping one otherwise); labels moved far from their point get a leader line."""
+  renderer = fig.canvas.get_renderer()
+  frame = ax.get_window_extent(renderer)
+  markers = [ax.transData.transform((x, y)) for x, y, _ in points]
+  placed = []
+  scale = fig.dpi / 72.0
+
+  def overlap(a, b):
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(w, 0) * max(h, 0)
+
+  for (x, y, text), (px, py) in sorted(zip(points, markers), key=lambda t: -t[0][1]):
+    best = None
+    for dx, dy in _OFFSETS:
+      ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+      label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha,
+                          fontsize=8, zorder=4)
+      box = label.get_window_extent(renderer).expanded(1.04, 1.15)
+      cost = sum(overlap(box, other) for other in placed)
+      cost += sum(overlap(box, type(box).from_bounds(mx - 5 * scale, my - 5 * scale, 10 * scale,
+                                                     10 * scale)) for mx, my in markers)
+      outside = (max(frame.x0 - box.x0, 0) + max(box.x1 - frame.x1, 0)
+                 + max(frame.y0 - box.y0, 0) + max(box.y1 - frame.y1, 0))
+      cost += 1e4 * outside
+      if best is None or cost < best[0]:
+        if best is not None:
+          best[1].remove()
+        best = (cost, label, box, (dx, dy))
+      else:
+        label.remove()
+      if cost == 0:
+        break
+    _, label, box, (dx, dy) = best
+    if abs(dx) > 10 or abs(dy) > 16:
+      label.remove()
+      ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+      label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha,
+                          fontsize=8, zorder=4,
+                          arrowprops=dict(arrowstyle="-", color="0.6", lw=0.6, shrinkA=0,
+                                          shrinkB=4))
+    placed.append(box)
+
+
 def pareto_plot(rows: Sequence[dict], path: str, *, gap: str = "equalized_odds",
                 performance: str = "balanced_accuracy", title: str = "") -> None:
-  """Scatter of every method (gap vs performance) with the Pareto front, as a PNG (atomic)."""
-  fig, ax = pyplot().subplots(figsize=(6.4, 4.6), dpi=120)
+  """Scatter of every method (gap vs performance, with 95 % bootstrap intervals when the rows
+  have them) and the Pareto front, as a PNG (atomic)."""
+  plt = pyplot()
+  fig, ax = plt.subplots(figsize=(8.8, 5.0), dpi=120)
+  fig.subplots_adjust(left=0.08, right=0.72, top=0.92, bottom=0.11)
   front = sorted((r for r in rows if r.get("pareto")), key=lambda r: r[gap])
   if len(front) > 1:
     ax.step([r[gap] for r in front], [r[performance] for r in front], where="post",
-            color="0.6", lw=1, zorder=1, label="Pareto front")
-  placed = []   # label positions so far, to stagger neighbours
+            color="0.6", lw=1, zorder=1)
+  styles = {"vanilla": ("*", "black", 110, "Vanilla"),
+            "front": ("o", "tab:blue", 45, "on the Pareto front"),
+            "off": ("x", "tab:orange", 45, "not on the front"),
+            "constant": ("s", "0.6", 40, "(near-)constant classifier")}
+  used, points = set(), []
   for (x, y), members in _coincident(rows, gap, performance):
     for r in members:
-      marker = "*" if r["method"] == "Vanilla" else ("o" if r.get("pareto") else "x")
-      ax.scatter(x, y, marker=marker, s=90 if marker == "*" else 50, zorder=2)
-    near = sum(abs(x - px) < 0.08 and abs(y - py) < 0.03 for px, py in placed)
-    ax.annotate(" = ".join(r["method"] for r in members), (x, y), textcoords="offset points",
-                xytext=(6, 4 - 11 * near), fontsize=8)
-    placed.append((x, y))
+      kind = ("vanilla" if r["method"] == "Vanilla" else "constant" if r.get("constant")
+              else "front" if r.get("pareto") else "off")
+      marker, color, size, _ = styles[kind]
+      used.add(kind)
+      xerr, yerr = _error(r, gap), _error(r, performance)
+      if xerr is not None or yerr is not None:
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=color, alpha=0.35, lw=1,
+                    zorder=1)
+      ax.scatter(x, y, marker=marker, s=size, color=color, zorder=3)
+    points.append((x, y, " = ".join(r["method"] for r in members)))
+  xs = [r[gap] for r in rows] + [hi for r in rows for _, hi in [r.get("ci", {}).get(gap, (0, 0))]
+                                 if hi is not None]
+  ys = [r[performance] for r in rows]
+  ax.set_xlim(-0.02, max(xs) * 1.1 + 0.03)
+  ax.set_ylim(min(ys) - 0.05, min(1.0, max(ys) + 0.05) if max(ys) < 0.97 else 1.01)
+  _place_labels(fig, ax, points)
+  handles = [plt.Line2D([], [], ls="", marker=styles[k][0], color=styles[k][1],
+                        markersize=8 if k == "vanilla" else 6, label=styles[k][3])
+             for k in ("vanilla", "front", "off", "constant") if k in used]
+  if len(front) > 1:
+    handles.append(plt.Line2D([], [], color="0.6", lw=1, label="Pareto front"))
+  if any(r.get("ci") for r in rows):
+    handles.append(plt.Line2D([], [], color="0.5", alpha=0.5, lw=1,
+                              label="95 % bootstrap interval"))
+  ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
+            frameon=False)
   ax.set_xlabel(f"{gap.replace('_', ' ')} gap (lower is fairer)")
   ax.set_ylabel(performance.replace("_", " "))
-  ax.set_title(title or "Methods on the test split")
+  ax.set_title(title or "Methods on the test split", fontsize=11)
   ax.grid(alpha=0.3)
-  lo = min(0.45, min(r[performance] for r in rows) - 0.03)
-  ax.set_ylim(lo, max(1.0, max(r[performance] for r in rows) + 0.02))
-  ax.set_xlim(-0.02, max(1.0, max(r[gap] for r in rows) + 0.05))
   save_png(fig, path)

@@ -4,6 +4,7 @@ and one-line errors for bad input."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import time
@@ -15,9 +16,12 @@ from ml_collections import config_flags
 def define_flags(config_file: str, workdir_default: str):
   """``--config`` (an ml_collections file of ``experiments/configs``, with an optional
   ``:arg``), ``--workdir`` and ``--overwrite``; returns the config flag."""
-  config = config_flags.DEFINE_config_file(
-      "config", os.path.join(os.path.dirname(__file__), "configs", config_file),
-      "The configuration file (and an optional ':arg').", lock_config=True)
+  try:      # ml_collections reads the --config.<field> overrides of sys.argv here
+    config = config_flags.DEFINE_config_file(
+        "config", os.path.join(os.path.dirname(__file__), "configs", config_file),
+        "The configuration file (and an optional ':arg').", lock_config=True)
+  except (AttributeError, KeyError) as error:
+    _unknown_field(error, sys.argv)
   flags.DEFINE_string("workdir", None, f"Output folder (default {workdir_default}).")
   flags.DEFINE_bool("overwrite", False, "Allow writing into a workdir that holds results.")
   return config
@@ -28,14 +32,34 @@ def log(message: str) -> None:
 
 
 def command_line() -> str:
-  """The command as the user typed it (module form)."""
+  """The command as the user typed it: ``$DEBIASJAX_COMMAND`` when a script of ``scripts/`` set
+  it, else the module form."""
+  if os.environ.get("DEBIASJAX_COMMAND"):
+    return os.environ["DEBIASJAX_COMMAND"].strip()
   module = os.path.splitext(os.path.relpath(sys.argv[0]))[0].replace(os.sep, ".")
   return f"python -m {module} " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def default_workdir(name: str) -> str:
-  """``runs/<time>-<name>``."""
-  return os.path.join("runs", f"{time.strftime('%Y%m%d-%H%M%S')}-{name}")
+def overrides(argv=None) -> list[str]:
+  """``field=value`` of every ``--config.<path>=<value>`` of the command line (the config
+  file's argument as ``config=<arg>``), in order; the cache folder left out."""
+  out = []
+  for arg in (sys.argv if argv is None else argv)[1:]:
+    name, _, value = arg.lstrip("-").partition("=")
+    if name == "config" and ":" in value:
+      out += [t for t in value.split(":", 1)[1].split(",") if t]
+    elif name.startswith("config.") and name != "config.cache_dir":
+      out.append(f"{name.split('.')[-1]}={value}")
+  return out
+
+
+def default_workdir(name: str, argv=None) -> str:
+  """``runs/<time>-<name>[-<what differs from the defaults>]``, e.g.
+  ``runs/20261130-101500-faces-resnet18-phi=0.9-methods=leace``."""
+  parts = [name] + [re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", o) for o in overrides(argv)
+                    if o not in name.split("-")]
+  label = "-".join(parts)[:120]
+  return os.path.join("runs", f"{time.strftime('%Y%m%d-%H%M%S')}-{label}")
 
 
 def compilation_cache(directory: str = "") -> str:
@@ -51,17 +75,57 @@ def compilation_cache(directory: str = "") -> str:
   return directory
 
 
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _unknown_field(error, argv) -> None:
+  """One line for a ``--config.<field>`` override the configuration does not have."""
+  text = str(error).replace("\\", "")
+  found = re.search(r"'(\w+)'", text)
+  field = found.group(1) if found else text
+  maybe = re.search(r'Did you mean "(\w+)"', text)
+  given = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
+           and a.split("=")[0].split(".")[-1] == field]
+  _fail(f"{given[0] if given else field}: the configuration has no field {field!r}"
+        + (f"; did you mean {maybe.group(1)!r}?" if maybe else
+           " (a run's report.md lists every field under Configuration)"))
+
+
+def parse_flags(argv):
+  """absl's flag parsing with every mistake as one line on stderr (exit status 2): an unknown
+  flag or ``--config.<field>``, a value of the wrong type, a bad config argument, or a stray
+  positional argument."""
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error as error:
+    message = str(error)
+    if "Traceback" in message:      # an error of the config file, wrapped with its traceback
+      message = f"{message.split(':')[0]}: {message.strip().splitlines()[-1]}"
+    _fail(f"{message} (--helpshort lists the flags)")
+  except (AttributeError, KeyError) as error:
+    _unknown_field(error, argv)
+  if len(rest) > 1:
+    _fail(f"unexpected arguments {rest[1:]}; flags are written --name=value")
+  return rest
+
+
+def run_cli(run_fn) -> None:
+  """``app.run`` of :func:`cli` (``run_fn``) with :func:`parse_flags`."""
+  app.run(cli(run_fn), flags_parser=parse_flags)
+
+
 def cli(run_fn):
   """An ``app.run`` main that calls ``run_fn()`` (with the compilation cache on) and turns bad
   input into one line on stderr."""
   def main(argv):
     if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+      _fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
     logging.set_verbosity(logging.WARNING)   # orbax logs every checkpoint step at INFO
     compilation_cache()
     try:
       run_fn()
     except (ValueError, FileNotFoundError, FileExistsError) as error:
-      print(f"error: {error}", file=sys.stderr)
-      sys.exit(2)
+      _fail(str(error))
   return main

@@ -14,9 +14,9 @@ Configuration: ``experiments/configs/main.py`` (every field can be overridden wi
 from __future__ import annotations
 
 
-from absl import app, flags
+from absl import flags
 
-from experiments.cli import cli, command_line, default_workdir, define_flags, log
+from experiments.cli import command_line, default_workdir, define_flags, log, run_cli
 
 CONFIG = define_flags("main.py", "runs/<time>-<data>-<model>")
 FLAGS = flags.FLAGS
@@ -30,4 +30,4 @@ def run():
 
 
 if __name__ == "__main__":
-  app.run(cli(run))
+  run_cli(run)

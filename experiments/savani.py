@@ -13,9 +13,9 @@ Writes ``table1.md``, ``figure1.png``, ``figure1.md``, ``table2.md``, ``results.
 from __future__ import annotations
 
 
-from absl import app, flags
+from absl import flags
 
-from experiments.cli import cli, command_line, default_workdir, define_flags, log
+from experiments.cli import command_line, default_workdir, define_flags, log, run_cli
 
 CONFIG = define_flags("savani.py", "runs/<time>-savani-<data>")
 FLAGS = flags.FLAGS
@@ -29,4 +29,4 @@ def run():
 
 
 if __name__ == "__main__":
-  app.run(cli(run))
+  run_cli(run)

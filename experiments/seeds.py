@@ -17,10 +17,10 @@ Writes ``seeds.md``, ``seeds.json`` (every seed's rows and the summary) and ``se
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from experiments import main as job
-from experiments.cli import cli, command_line, default_workdir, log
+from experiments.cli import command_line, default_workdir, log, run_cli
 
 flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Seeds to run (at least 2, distinct).")
 FLAGS = flags.FLAGS
@@ -35,4 +35,4 @@ def run():
 
 
 if __name__ == "__main__":
-  app.run(cli(run))
+  run_cli(run)

@@ -162,3 +162,62 @@ def test_seed_summary_means_changes_and_improvement_counts():
 def test_seed_summary_rejects_mismatched_runs(runs, baseline, message):
   with pytest.raises(ValueError, match=message):
     report.seed_summary(runs, ["balanced_accuracy"], baseline=baseline)
+
+
+def test_bootstrap_intervals_equal_percentiles_of_summaries_on_the_same_resamples():
+  rng = np.random.default_rng(0)
+  n, b = 300, 40
+  y, g = rng.integers(0, 2, n), rng.integers(0, 2, n)
+  p = (rng.random(n) < 0.3 + 0.3 * g).astype(np.float32)
+  key = jax.random.key(5)
+  got = evaluate.bootstrap_intervals(y, p, g, key=key, num_resamples=b, level=0.9, privileged=1)
+  idx = np.asarray(jax.random.randint(key, (b, n), 0, n))
+  runs = [evaluate.fairness_summary(y, p, g, privileged=1,
+                                    sample_weight=np.bincount(i, minlength=n).astype(np.float32))
+          for i in idx]
+  for name in ("balanced_accuracy", "equalized_odds", "statistical_parity_difference"):
+    values = [r[name] for r in runs]
+    np.testing.assert_allclose(got[name], np.percentile(values, [5, 95]), rtol=1e-5, atol=1e-6)
+  point = evaluate.fairness_summary(y, p, g, privileged=1)
+  assert got["demographic_parity"][0] < point["demographic_parity"] < got["demographic_parity"][1]
+  with pytest.raises(ValueError, match="level"):
+    evaluate.bootstrap_intervals(y, p, g, key=key, level=95)
+
+
+def test_constant_classifiers_are_flagged_and_kept_off_the_pareto_front(tmp_path):
+  from debiasjax.debias import pareto_front
+  rows = [{"method": "Vanilla", "accuracy": 0.7, "balanced_accuracy": 0.70,
+           "demographic_parity": 0.3, "statistical_parity_difference": -0.3,
+           "equalized_odds": 0.4, "equal_opportunity": 0.3, "positive_rate": 0.4,
+           "constant": False, "ci": {"balanced_accuracy": [0.68, 0.72]}},
+          {"method": "All yes", "accuracy": 0.5, "balanced_accuracy": 0.50,
+           "demographic_parity": 0.0, "statistical_parity_difference": 0.0,
+           "equalized_odds": 0.0, "equal_opportunity": 0.0, "positive_rate": 0.998,
+           "constant": True, "ci": {}}]
+  assert pareto_front(rows) == ["Vanilla"]
+  assert pareto_front([{**r, "constant": False} for r in rows]) == ["Vanilla", "All yes"]
+  assert "All yes (constant)" in report.format_table(rows)
+  assert "99.8 % of the test rows" in report.constant_note(rows[1])
+  for r in rows:
+    r["pareto"] = r["method"] in pareto_front(rows)
+  report.write_results(str(tmp_path), rows=rows, config={}, info={"groups": ["a", "b"]},
+                       command="cmd")
+  text = (tmp_path / "report.md").read_text()
+  assert "| SPD |" in text and "[0.680, 0.720]" in text and "kept off the Pareto front" in text
+  table = list(csv.DictReader(open(tmp_path / "results.csv")))
+  assert table[0]["ci_balanced_accuracy_low"] == "0.68"
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert set(saved["provenance"]) >= {"versions", "git", "python", "devices"}
+  assert saved["provenance"]["versions"]["jax"] == jax.__version__
+  report.pareto_plot(rows, str(tmp_path / "pareto.png"))
+  assert (tmp_path / "pareto.png").stat().st_size > 10_000
+
+
+def test_run_folders_are_named_by_what_differs_from_the_defaults(monkeypatch):
+  from experiments import cli
+  argv = ["main.py", "--config=experiments/configs/main.py:census,tiny", "--config.data.phi=0.9",
+          "--config.cache_dir=/tmp/c", "--workdir=x"]
+  assert cli.overrides(argv) == ["census", "tiny", "phi=0.9"]
+  assert cli.default_workdir("census-mlp", argv).endswith("-census-mlp-tiny-phi=0.9")
+  monkeypatch.setenv("DEBIASJAX_COMMAND", "bash scripts/main.sh --config.seed=3")
+  assert cli.command_line() == "bash scripts/main.sh --config.seed=3"

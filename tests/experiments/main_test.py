@@ -197,3 +197,21 @@ def test_main_debiases_an_imported_torchvision_resnet_without_training_it(tmp_pa
   saved = json.loads((tmp_path / "r" / "results.json").read_text())
   assert saved["config"]["model"]["weights"] == weights
   assert [r["method"] for r in saved["results"]] == ["Vanilla", "ThrOpt (EO)", "LEACE"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.data.nam=faces"], "--config.data.nam: the configuration has no field 'nam'; did "
+                                  "you mean 'name'?"),
+    (["--config.train.epochs=abc"], "flag --config.train.epochs=abc: invalid literal"),
+    (["--nosuchflag"], "Unknown command line flag 'nosuchflag'"),
+    (["stray"], "unexpected arguments ['stray']"),
+    (["--config=experiments/configs/main.py:nonsense"], "expected a data set of"),
+])
+def test_flag_errors_are_one_line(args, message):
+  """Flag mistakes are found before JAX is imported: one line each, exit status 2."""
+  done = subprocess.run([sys.executable, "-m", "experiments.main", *args], cwd=ROOT,
+                        env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                        timeout=120)
+  assert done.returncode == 2 and done.stdout == ""
+  lines = done.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
