@@ -68,8 +68,10 @@ def check_numeric(name: str, x) -> None:
     return
   kind = np.asarray(x).dtype.kind
   if kind not in "biuf":
-    hint = (" (map labels such as 'F' / 'M' to codes 0..G-1 first, e.g. "
-            "codes = np.unique(values, return_inverse=True)[1])" if kind in "USO" else "")
+    hint = (" (map labels such as 'F' / 'M' to codes 0..G-1 first: codes, names = "
+            "dj.metrics.encode_groups(values), which also takes several columns for "
+            "intersectional groups; dj.metrics.by_group takes them as they are)"
+            if kind in "USO" else "")
     raise ValueError(f"{name}: expected numbers, got an array of dtype "
                      f"{np.asarray(x).dtype}{hint}")
 

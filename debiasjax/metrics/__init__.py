@@ -1,9 +1,10 @@
 """Performance and group-fairness metrics (fairlearn and AIF360 conventions), the confusion-table
 kernel under all of them (``debiasjax.metrics.confusion``), threshold sweeps
 (``debiasjax.metrics.sweep``) and saliency-localisation metrics (``debiasjax.metrics.saliency``:
-RRF, HRF, MRR, DET, ADR, DIF, RDDT)."""
+RRF, HRF, MRR, DET, ADR, DIF, RDDT), and per-group tables of any metric with ratio metrics and
+intersectional groups of any sensitive features (``debiasjax.metrics.frame``)."""
 
-from debiasjax.metrics import confusion, saliency, sweep
+from debiasjax.metrics import confusion, frame, saliency, sweep
 from debiasjax.metrics.confusion import (
     GroupRates,
     accuracy_from_confusion,
@@ -24,6 +25,14 @@ from debiasjax.metrics.fairness import (
     savani_objective_v1,
     savani_objective_v2,
 )
+from debiasjax.metrics.frame import (
+    GroupTable,
+    by_group,
+    demographic_parity_ratio,
+    disparate_impact,
+    encode_groups,
+    equalized_odds_ratio,
+)
 from debiasjax.metrics.sweep import confusion_at_thresholds
 
 __all__ = ["GroupRates", "accuracy", "accuracy_from_confusion", "average_odds_difference",
@@ -31,4 +40,6 @@ __all__ = ["GroupRates", "accuracy", "accuracy_from_confusion", "average_odds_di
            "confusion_at_thresholds", "demographic_parity_difference",
            "equal_opportunity_difference", "equalized_odds_difference", "group_confusion",
            "group_rates", "rates_from_confusion", "saliency", "savani_objective_v1",
-           "savani_objective_v2", "signed_difference", "sweep", "unsigned_gap"]
+           "savani_objective_v2", "signed_difference", "sweep", "unsigned_gap", "frame",
+           "GroupTable", "by_group", "demographic_parity_ratio", "disparate_impact",
+           "encode_groups", "equalized_odds_ratio"]
