@@ -3,14 +3,15 @@
 Import as ``import debiasjax as dj``: ``dj.data``, ``dj.models``, ``dj.metrics``,
 ``dj.explain``, ``dj.methods``, ``dj.train``, ``dj.checkpoint``, ``dj.evaluate``, ``dj.report``,
 ``dj.pipeline`` (the main job), the one-call ``dj.debias(model, variables, benchmark,
-methods={label: method})``, and ``dj.checked(fn)`` (the value checks inside ``jit``).
+methods={label: method})``, ``dj.checked(fn)`` (the value checks inside ``jit``) and
+``dj.progress`` (progress callbacks with the time left).
 """
 
 __version__ = "0.3.0"
 
 from debiasjax import checkpoint, data, evaluate, explain, methods, metrics, models, report, train
-from debiasjax import pipeline, reproductions
+from debiasjax import pipeline, progress, reproductions
 from debiasjax._checks import checked
 from debiasjax.debias import debias
 __all__ = ["checked", "checkpoint", "data", "debias", "evaluate", "explain", "methods", "metrics",
-           "models", "pipeline", "report", "reproductions", "train"]
+           "models", "pipeline", "progress", "report", "reproductions", "train"]

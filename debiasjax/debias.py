@@ -118,6 +118,7 @@ class _Setting(NamedTuple):
   key: jax.Array
   activations: Callable[[str], dict]
   checkpoints: Optional[str] = None     # this method's folder, for the methods that resume
+  progress: Optional[Callable[[str, int, int], None]] = None   # this method's, labelled
 
 
 Fitted = tuple  # (Debiased, its P(y = 1) on the test split when the adapter has them, or None)
@@ -143,9 +144,10 @@ def _edit(method: ConceptEdit, s: _Setting) -> Fitted:
 
 def _search(method: Search, s: _Setting) -> Fitted:
   resume = {} if s.checkpoints is None else {"checkpoints": Checkpoints(s.checkpoints)}
+  extra = {**resume, **({} if s.progress is None else {"progress": s.progress})}
   try:
     result = method.search(score_function(s.model), s.variables, s.benchmark.debias, s.key,
-                           privileged=s.privileged, **resume)
+                           privileged=s.privileged, **extra)
   finally:
     if resume:
       resume["checkpoints"].close()
@@ -153,8 +155,14 @@ def _search(method: Search, s: _Setting) -> Fitted:
 
 
 def _fine_tuning(method: FineTuning, s: _Setting) -> Fitted:
+  steps = method.num_steps
+  log = None
+  if s.progress is not None:
+    s.progress("training steps", 0, steps)
+    log = lambda step, metrics: s.progress("training steps", step, steps)
   result = tune(method, s.model, s.variables, s.benchmark.debias, key=s.key,
-                privileged=s.privileged, num_groups=s.num_groups)
+                privileged=s.privileged, num_groups=s.num_groups, log=log,
+                log_every=max(1, steps // 50))
   return Debiased(s.apply_fn, result.variables, threshold_rule(result.threshold), result), None
 
 
@@ -198,7 +206,8 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
            pareto_metric: str = "equalized_odds", threshold: float = 0.5,
            batch_size: int = BATCH, seed: int = 0,
            log: Optional[Callable[[str], None]] = None,
-           checkpoint_dir: Optional[str] = None) -> DebiasResult:
+           checkpoint_dir: Optional[str] = None,
+           progress: Optional[Callable[[str, int, int], None]] = None) -> DebiasResult:
   """Runs ``methods`` on ``benchmark.debias`` and evaluates them and Vanilla on
   ``benchmark.test``.
 
@@ -219,6 +228,10 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
     checkpoint_dir: when given, each weight search saves its progress in
       ``checkpoint_dir/<label>`` after every chunk or generation and a rerun resumes it (the
       other methods rerun; a folder refuses a search with other settings or inputs).
+    progress: ``progress(task, done, total)`` after every method and, inside the weight
+      searches and fine-tuning, after every chunk, generation or logged training step (tasks
+      named ``"<label>: generations"`` etc.); :func:`debiasjax.progress.printer` prints them
+      with the time left.
   """
   is_module = isinstance(model, nn.Module)
   methods = _check_methods(methods, is_module)
@@ -277,7 +290,10 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
     start = time.perf_counter()
     folder = (None if checkpoint_dir is None
               else os.path.join(checkpoint_dir, re.sub(r"[^A-Za-z0-9_.-]+", "_", label)))
-    d, test_scores = fit_method(method, setting._replace(checkpoints=folder))
+    inner = (None if progress is None else
+             functools.partial(lambda label, task, done, total: progress(f"{label}: {task}",
+                                                                         done, total), label))
+    d, test_scores = fit_method(method, setting._replace(checkpoints=folder, progress=inner))
     if test_scores is None:
       test_scores = test_scores_of(d)
     probability = np.asarray(d.decide(test_scores, test.group), np.float32)
@@ -286,6 +302,8 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
     rows.append({"method": label, "seconds": seconds, **summary(probability)})
     if log is not None:
       log(f"[{i + 1}/{len(methods)}] {label}: {seconds:.1f}s")
+    if progress is not None:
+      progress("methods", i + 1, len(methods))
   front = pareto_front(rows, gap=pareto_metric)
   for r in rows:
     r["pareto"] = r["method"] in front

@@ -255,6 +255,16 @@ class Trained(NamedTuple):
   timings: dict
 
 
+def _inner_progress(log):
+  """Progress lines with the time left for the steps inside a method or an explanation (the
+  methods themselves are logged as they start and end); none when the run is silent."""
+  from debiasjax.progress import printer
+  if log is _silent:
+    return None
+  inner = printer(log)
+  return lambda task, done, total: task != "methods" and inner(task, done, total)
+
+
 def train_and_debias(config, *, log: Callable[[str], None] = _silent) -> Trained:
   """Data, the vanilla model (trained or cached) and every configured method evaluated on the
   test split."""
@@ -280,7 +290,8 @@ def train_and_debias(config, *, log: Callable[[str], None] = _silent) -> Trained
   settings = hashlib.sha256(config.to_json(sort_keys=True).encode()).hexdigest()[:16]
   result = debias(model, variables, bench, methods=build_methods(config),
                   pareto_metric=config.pareto_metric, seed=config.seed, log=log,
-                  checkpoint_dir=os.path.join(cache, f"searches-{settings}"))
+                  checkpoint_dir=os.path.join(cache, f"searches-{settings}"),
+                  progress=_inner_progress(log))
   timings["debias_and_evaluate_s"] = time.time() - start
   return Trained(bench, model, variables, cache, result, timings)
 
@@ -291,7 +302,7 @@ SALIENCY_COLUMNS = (("rrf", "RRF"), ("hrf", "HRF"), ("mrr", "MRR"), ("adr", "ADR
                     ("rddt", "RDDT"))
 
 
-def saliency_summaries(config, trained: Trained):
+def saliency_summaries(config, trained: Trained, *, log: Callable[[str], None] = _silent):
   """Saliency maps of every row's network on the first ``n_explain`` test images and their
   metrics on the protected accessory's ROI: ``(test, maps_by_row, summaries)``. Rows whose
   network is Vanilla's (post-processors) share its maps."""
@@ -302,24 +313,34 @@ def saliency_summaries(config, trained: Trained):
   test = trained.bench.test.take(slice(0, config.n_explain))
   height, width = test.x.shape[1:3]
   mask = roi_mask(test.roi, height, width)
-  explain_maps = lambda apply_fn, v: np.asarray(sal.normalize(
-      explain.saliency_maps(apply_fn, v, test.x, test.y, method=config.explain), "detoxai"))
-  vanilla = explain_maps(trained.model.apply, trained.variables)
+  progress = _inner_progress(log)
+
+  def explain_maps(label, apply_fn, v):
+    step = None if progress is None else (
+        lambda task, done, total: progress(f"{label}: explaining {task}", done, total))
+    return np.asarray(sal.normalize(explain.saliency_maps(
+        apply_fn, v, test.x, test.y, method=config.explain, progress=step), "detoxai"))
+
+  own = [label for label, d in trained.result.debiased.items()
+         if not (d.apply_fn == trained.model.apply and d.variables is trained.variables)]
+  log(f"\nexplaining Vanilla and {len(own)} networks with new weights or edits "
+      f"({config.explain}, {len(test)} test images each)")
+  vanilla = explain_maps("Vanilla", trained.model.apply, trained.variables)
   maps_by_row = {"Vanilla": vanilla}
   for label, d in trained.result.debiased.items():
-    same = d.apply_fn == trained.model.apply and d.variables is trained.variables
-    maps_by_row[label] = vanilla if same else explain_maps(d.apply_fn, d.variables)
+    maps_by_row[label] = explain_maps(label, d.apply_fn, d.variables) if label in own else vanilla
   summaries = {label: sal.saliency_summary(m, mask, vanilla=None if label == "Vanilla" else vanilla)
                for label, m in maps_by_row.items()}
   return test, maps_by_row, summaries
 
 
-def saliency_section(config, trained: Trained, workdir: str):
+def saliency_section(config, trained: Trained, workdir: str, *,
+                     log: Callable[[str], None] = _silent):
   """The report's saliency section, its markdown table, the summaries, and the two figures."""
   from debiasjax import explain
   from debiasjax.report import markdown_table
 
-  test, maps_by_row, summaries = saliency_summaries(config, trained)
+  test, maps_by_row, summaries = saliency_summaries(config, trained, log=log)
   cells = []
   for label, s in summaries.items():
     cell = [label, f"{s['rrf']:.3f}", f"{s['hrf']:.3f}", f"{s['mrr']:.2f}"]
@@ -461,7 +482,7 @@ def _train_evaluate_and_write(config, stage: str, *, command: str, log: Callable
   sections, extra, saliency = [], {"timings": trained.timings}, None
   if kind == "images" and config.explain != "none":
     start = time.time()
-    section, table, saliency = saliency_section(config, trained, stage)
+    section, table, saliency = saliency_section(config, trained, stage, log=log)
     extra["saliency"] = saliency
     sections.append(section)
     trained.timings["explain_s"] = time.time() - start
@@ -504,7 +525,7 @@ def seed_rows(config, *, log: Callable[[str], None] = _silent) -> list[dict]:
   trained = train_and_debias(config, log=log)
   rows = [dict(r) for r in trained.result.rows]
   if data_kind(config) == "images" and config.explain != "none":
-    _, _, summaries = saliency_summaries(config, trained)
+    _, _, summaries = saliency_summaries(config, trained, log=log)
     for r in rows:
       r.update({k: summaries[r["method"]][k] for k, _ in SEED_SALIENCY
                 if k in summaries[r["method"]]})

@@ -140,9 +140,22 @@ def test_searches_save_in_the_checkpoint_dir_and_a_rerun_resumes_them(census, tm
   from debiasjax.checkpoint import Checkpoints
   model = models.MLP(num_layers=2, width=8)
   variables = model.init(jax.random.key(0), census.train.x[:1])
-  methods = {k: weight_methods()[k] for k in ("Random", "LayerwiseOpt")}
+  methods = {k: weight_methods()[k] for k in ("Random", "LayerwiseOpt", "FineTune (AOD, v1)")}
   methods["ThrOpt (EO)"] = dm.threshold_optimizer(constraint="equalized_odds")
-  first = debias(model, variables, census, methods=methods, checkpoint_dir=str(tmp_path))
+  calls = []
+  first = debias(model, variables, census, methods=methods, checkpoint_dir=str(tmp_path),
+                 progress=lambda task, done, total: calls.append((task, done, total)))
+  # Every task counts up from 0 to its total; the methods one by one.
+  tasks = {}
+  for task, done, total in calls:
+    tasks.setdefault(task, []).append((done, total))
+  assert set(tasks) == {"methods", "Random: candidates", "LayerwiseOpt: generations",
+                        "FineTune (AOD, v1): training steps"}
+  assert tasks["methods"] == [(i, 4) for i in range(1, 5)]
+  assert tasks["LayerwiseOpt: generations"] == [(i, 2) for i in range(3)]
+  for seen in tasks.values():
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == seen[-1][1] and len({t for _, t in seen}) == 1
   assert sorted(os.listdir(tmp_path)) == ["LayerwiseOpt", "Random"]
   assert Checkpoints(str(tmp_path / "LayerwiseOpt")).latest_step() == 2    # 1 layer x 2 gens
   again = debias(model, variables, census, methods=methods, checkpoint_dir=str(tmp_path))

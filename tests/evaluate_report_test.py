@@ -221,3 +221,17 @@ def test_run_folders_are_named_by_what_differs_from_the_defaults(monkeypatch):
   assert cli.default_workdir("census-mlp", argv).endswith("-census-mlp-tiny-phi=0.9")
   monkeypatch.setenv("DEBIASJAX_COMMAND", "bash scripts/main.sh --config.seed=3")
   assert cli.command_line() == "bash scripts/main.sh --config.seed=3"
+
+
+def test_progress_printer_shows_the_time_left_and_the_time_taken():
+  from debiasjax.progress import printer
+  lines, now = [], [0.0]
+  show = printer(lines.append, every=5.0, clock=lambda: now[0])
+  show("search", 0, 10)
+  for done, t in ((1, 30.0), (2, 32.0), (3, 34.0), (4, 40.0), (10, 52.0)):
+    now[0] = t
+    show("search", done, 10)
+  # The rate counts from the first unit (which paid for compilation): 3 units in 10 s, 6 left;
+  # 2/10 and 3/10 come within 5 s of the last line and are not shown.
+  assert lines == ["  search: 1/10 (10 %)", "  search: 4/10 (40 %), about 20 s left",
+                   "  search: 10/10 (100 %) in 52 s"]

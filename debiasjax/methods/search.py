@@ -51,6 +51,7 @@ from flax import traverse_util
 
 from debiasjax import _checks
 from debiasjax._checks import check_int
+from debiasjax.progress import report
 from debiasjax.methods.finetuning import num_groups_of, split_arrays
 from debiasjax.methods.objective import Objective, WeightResult, as_objective, \
     bootstrap_weights, check_objective, threshold_grid, threshold_search
@@ -64,7 +65,8 @@ class Search(NamedTuple):
   ``privileged``, when given, is the data's privileged group and replaces the objective's;
   ``checkpoints`` (a :class:`~debiasjax.checkpoint.Checkpoints`, eager runs only): the search
   saves its state there after every chunk or generation and resumes from the latest, to the
-  result an uninterrupted search gives."""
+  result an uninterrupted search gives; ``progress`` (:mod:`debiasjax.progress`) is called
+  after every chunk of candidates or generation."""
   search: Callable[..., WeightResult]
 
 
@@ -188,8 +190,8 @@ class _Resume:
   key and the data's size) must match, so a folder never resumes a different search. Without
   checkpoints it does nothing."""
 
-  def __init__(self, checkpoints, kind: str, key, inputs, **settings):
-    self.checkpoints, self.identity = checkpoints, None
+  def __init__(self, checkpoints, kind: str, key, inputs, progress=None, **settings):
+    self.checkpoints, self.identity, self.progress = checkpoints, None, progress
     if checkpoints is None:
       return
     if not all(_checks.is_concrete(v) for v in jax.tree.leaves((key, inputs))):
@@ -268,6 +270,7 @@ class _Problem(NamedTuple):
       saved = resume.restore(template)
       outs = [type(one[0])(**saved["choices"])]
       best_params, best_score, first = saved["params"], saved["score"], done * size
+    report(resume.progress if resume is not None else None, "candidates", 0, k)
     for start in range(first, k + pad, size):
       mask = np.arange(start, start + size) < eligible
       choices, picked, score = run(self.variables, *self.arrays, chunk_at(start), mask)
@@ -287,6 +290,7 @@ class _Problem(NamedTuple):
         so_far = jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
         resume.save(start // size + 1, {"choices": so_far._asdict(), "params": best_params,
                                         "score": best_score})
+        report(resume.progress, "candidates", min(start + size, k), k)
     choices = outs[0] if len(outs) == 1 else jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
     return jax.tree.map(lambda v: v[:k], choices), best_params
 
@@ -353,13 +357,14 @@ def random_perturbation(*, objective: Objective = Objective(), num_candidates: i
   layers = None if layers is None else tuple(layers)
 
   def search(score_fn: ScoreFn, variables: Any, data: Any, key: jax.Array, *,
-             privileged: Optional[int] = None, checkpoints=None) -> WeightResult:
+             privileged: Optional[int] = None, checkpoints=None,
+             progress=None) -> WeightResult:
     problem, cand_key = _setup(score_fn, variables, data, objective, num_groups, num_thresholds,
                                num_bootstrap, key, privileged)
     params = variables["params"]
     _selected(params, layers)                                   # validates `layers`
     resume = _Resume(checkpoints, "random_perturbation", key, (variables, problem.arrays),
-                     num_candidates=num_candidates, sigma=float(sigma), layers=layers,
+                     progress, num_candidates=num_candidates, sigma=float(sigma), layers=layers,
                      chunk_size=chunk_size, objective=repr(problem.objective))
     # The unperturbed model is candidate K (noise scale 0): scored by the same program.
     keys = jax.vmap(lambda i: jax.random.fold_in(cand_key, i))(jnp.arange(num_candidates + 1))
@@ -448,7 +453,8 @@ def layerwise_optimisation(*, layers: Optional[Sequence[str]] = None,
   num_elite = max(1, int(round(elite * population)))
 
   def search(score_fn: ScoreFn, variables: Any, data: Any, key: jax.Array, *,
-             privileged: Optional[int] = None, checkpoints=None) -> WeightResult:
+             privileged: Optional[int] = None, checkpoints=None,
+             progress=None) -> WeightResult:
     problem, search_key = _setup(score_fn, variables, data, objective, num_groups,
                                  num_thresholds, num_bootstrap, key, privileged)
     chosen = (list(layers) if layers is not None
@@ -456,7 +462,7 @@ def layerwise_optimisation(*, layers: Optional[Sequence[str]] = None,
     for layer in chosen:
       _selected(variables["params"], [layer])
     resume = _Resume(checkpoints, "layerwise_optimisation", key, (variables, problem.arrays),
-                     layers=chosen, population=population, generations=generations,
+                     progress, layers=chosen, population=population, generations=generations,
                      elite=elite, box=box, init_scale=init_scale, chunk_size=chunk_size,
                      objective=repr(problem.objective))
     num_layers = len(chosen)
@@ -507,6 +513,7 @@ def layerwise_optimisation(*, layers: Optional[Sequence[str]] = None,
     if done:
       run, lay = resume.restore((run, lay))
       gen += 1
+    report(resume.progress, "generations", 0, num_layers * generations)
     while i < num_layers:
       if gen == generations:
         run = layer_end(run, lay, i)
@@ -517,6 +524,7 @@ def layerwise_optimisation(*, layers: Optional[Sequence[str]] = None,
       run, lay = generation(run, lay, i, gen)
       gen += 1
       resume.save(i * generations + gen, (run, lay))
+      report(resume.progress, "generations", i * generations + gen, num_layers * generations)
     c = run["current"]
     trace = {f: run[f] for f in ("generation_best", "layer_score", "kept")}
     return WeightResult(_with_params(variables, run["params"]), c["threshold"], c["phi"],
