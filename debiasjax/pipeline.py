@@ -304,8 +304,9 @@ SALIENCY_COLUMNS = (("rrf", "RRF"), ("hrf", "HRF"), ("mrr", "MRR"), ("adr", "ADR
 
 def saliency_summaries(config, trained: Trained, *, log: Callable[[str], None] = _silent):
   """Saliency maps of every row's network on the first ``n_explain`` test images and their
-  metrics on the protected accessory's ROI: ``(test, maps_by_row, summaries)``. Rows whose
-  network is Vanilla's (post-processors) share its maps."""
+  metrics on the protected accessory's ROI: ``(test, maps_by_row, summaries)``; the maps are
+  signed, each image's scaled to max |R| = 1, and the metrics read DetoxAI's |R| / 2 max|R|
+  of them. Rows whose network is Vanilla's (post-processors) share its maps."""
   from debiasjax import explain
   from debiasjax.data.dataset import roi_mask
   from debiasjax.metrics import saliency as sal
@@ -319,7 +320,7 @@ def saliency_summaries(config, trained: Trained, *, log: Callable[[str], None] =
     step = None if progress is None else (
         lambda task, done, total: progress(f"{label}: explaining {task}", done, total))
     return np.asarray(sal.normalize(explain.saliency_maps(
-        apply_fn, v, test.x, test.y, method=config.explain, progress=step), "detoxai"))
+        apply_fn, v, test.x, test.y, method=config.explain, progress=step), "max_abs"))
 
   own = [label for label, d in trained.result.debiased.items()
          if not (d.apply_fn == trained.model.apply and d.variables is trained.variables)]
@@ -329,7 +330,9 @@ def saliency_summaries(config, trained: Trained, *, log: Callable[[str], None] =
   maps_by_row = {"Vanilla": vanilla}
   for label, d in trained.result.debiased.items():
     maps_by_row[label] = explain_maps(label, d.apply_fn, d.variables) if label in own else vanilla
-  summaries = {label: sal.saliency_summary(m, mask, vanilla=None if label == "Vanilla" else vanilla)
+  detoxai = lambda m: np.abs(m) / 2                 # = normalize(raw, "detoxai")
+  summaries = {label: sal.saliency_summary(detoxai(m), mask,
+                                           vanilla=None if label == "Vanilla" else detoxai(vanilla))
                for label, m in maps_by_row.items()}
   return test, maps_by_row, summaries
 
@@ -358,21 +361,29 @@ def saliency_section(config, trained: Trained, workdir: str, *,
           "that decreased (by > 1e-3), RDDT = one-sided t-test of the per-image decrease at "
           "p < 0.01. Threshold post-processing leaves the network, hence its maps, unchanged; "
           "weight-changing methods are explained with their own weights.\n\n"
-          + table + "\n\nFigures: `saliency.png` (maps averaged per (protected, target) cell, a "
-          "column per model) and `heatmaps.png` (examples with the box).")
+          + table + "\n\nFigures: `saliency.png` (signed maps, each image's scaled to max |R| = "
+          "1, averaged per (protected, target) cell: Vanilla's, then each other network's change "
+          "against it) and `heatmaps.png` (examples with the box and Vanilla's score).")
   bench = trained.bench
   names = bench.info.get("groups", ["PA=0", "PA=1"])
   distinct = {}
   for label, m in maps_by_row.items():
     distinct.setdefault(id(m), []).append(label)
+  # One column per distinct network; the methods that keep Vanilla's (post-processors) are
+  # named under its title.
+  titles = {labels[0]: labels[0] + "".join(f"\n= {other}" for other in labels[1:])
+            for labels in distinct.values()}
+  target = bench.info.get("target", "T")
   explain.figures.cell_average_figure(
-      {labels[0] + (f" (= {len(labels) - 1} more)" if len(labels) > 1 else ""):
-       maps_by_row[labels[0]] for labels in distinct.values()}, test.group, test.y, test.roi,
-      os.path.join(workdir, "saliency.png"), images=test.x, group_names=names,
-      target_names=("not " + bench.info.get("target", "T"), bench.info.get("target", "T")))
-  explain.figures.heatmap_grid(test.x, maps_by_row["Vanilla"], test.roi,
-                               os.path.join(workdir, "heatmaps.png"),
-                               titles=[f"{names[g]}, y={t}" for g, t in zip(test.group, test.y)])
+      {labels[0]: maps_by_row[labels[0]] for labels in distinct.values()}, test.group, test.y,
+      test.roi, os.path.join(workdir, "saliency.png"), images=test.x, group_names=names,
+      target_names=("not " + target, target), reference="Vanilla", titles=titles)
+  scores = trained.result.scores["test"][:len(test)]
+  explain.figures.heatmap_grid(
+      test.x, maps_by_row["Vanilla"], test.roi, os.path.join(workdir, "heatmaps.png"),
+      titles=[f"{names[g]}, y={t}\nP({target}) = {p:.2f}"
+              for g, t, p in zip(test.group, test.y, scores)],
+      label="relevance, true label\n(max |R| = 1 per image)")
   return ("Saliency on the protected accessory's region", body), table, summaries
 
 

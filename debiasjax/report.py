@@ -404,7 +404,8 @@ def pyplot():
 def save_png(fig, path: str) -> None:
   """Writes a matplotlib figure to ``path`` as PNG (atomically) and closes it."""
   buf = io.BytesIO()
-  fig.tight_layout()
+  if fig.get_layout_engine() is None:        # figures built with a layout engine keep theirs
+    fig.tight_layout()
   fig.savefig(buf, format="png")
   pyplot().close(fig)
   atomic_write(path, buf.getvalue())
