@@ -40,6 +40,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from debiasjax import _checks
@@ -82,7 +83,7 @@ def threshold_rule(threshold) -> Callable[[Any, Any], Any]:
 
   def decide(scores, groups):
     del groups
-    return (np.asarray(scores) > t).astype(np.float32)
+    return (jnp.asarray(scores) > t).astype(jnp.float32)
 
   return decide
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -337,13 +338,9 @@ def saliency_summaries(config, trained: Trained, *, log: Callable[[str], None] =
   return test, maps_by_row, summaries
 
 
-def saliency_section(config, trained: Trained, workdir: str, *,
-                     log: Callable[[str], None] = _silent):
-  """The report's saliency section, its markdown table, the summaries, and the two figures."""
-  from debiasjax import explain
+def saliency_table(summaries: dict) -> str:
+  """The markdown table of :func:`saliency_summaries`' metrics, a row per method."""
   from debiasjax.report import markdown_table
-
-  test, maps_by_row, summaries = saliency_summaries(config, trained, log=log)
   cells = []
   for label, s in summaries.items():
     cell = [label, f"{s['rrf']:.3f}", f"{s['hrf']:.3f}", f"{s['mrr']:.2f}"]
@@ -351,7 +348,16 @@ def saliency_section(config, trained: Trained, workdir: str, *,
              [f"{s['adr']:+.4f}", f"{s['dif']:.3f}",
               f"{'yes' if s['rddt'] else 'no'} (p={s['rddt_p']:.2g})"])
     cells.append(cell)
-  table = markdown_table(["Method"] + [h for _, h in SALIENCY_COLUMNS], cells)
+  return markdown_table(["Method"] + [h for _, h in SALIENCY_COLUMNS], cells)
+
+
+def saliency_section(config, trained: Trained, workdir: str, *,
+                     log: Callable[[str], None] = _silent):
+  """The report's saliency section, its markdown table, the summaries, and the two figures."""
+  from debiasjax import explain
+
+  test, maps_by_row, summaries = saliency_summaries(config, trained, log=log)
+  table = saliency_table(summaries)
   method = ("LRP (EpsilonPlusFlat, BatchNorm folded)" if config.explain == "lrp"
             else "integrated gradients (50 Gauss-Legendre steps, zero baseline)")
   body = (f"{method} of the true label on the first {len(test)} test images, channel-summed and "
@@ -479,6 +485,18 @@ def train_and_evaluate(config, workdir: str, *, command: str = "",
   return Outcome(trained, saliency, written)
 
 
+def save_models(trained: Trained, folder: str) -> list:
+  """Vanilla and every debiased model as :func:`debiasjax.save_debiased` folders named by their
+  labels; returns the folders."""
+  from debiasjax.debias import Debiased, threshold_rule
+  from debiasjax.saved import save_debiased
+  models = {"Vanilla": Debiased(trained.model.apply, trained.variables, threshold_rule(0.5),
+                                None), **trained.result.debiased}
+  example = trained.bench.test.x[:1]
+  return [save_debiased(os.path.join(folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")),
+                        d, example, label=label) for label, d in models.items()]
+
+
 def _train_evaluate_and_write(config, stage: str, *, command: str, log: Callable):
   """The main job's work, its outputs written into ``stage``: the trained run and the saliency
   summaries."""
@@ -499,6 +517,11 @@ def _train_evaluate_and_write(config, stage: str, *, command: str, log: Callable
     trained.timings["explain_s"] = time.time() - start
     log("\n" + table)
   result = trained.result
+  if config.get("save_models", True):
+    start = time.time()
+    saved = save_models(trained, os.path.join(stage, "models"))
+    trained.timings["save_s"] = time.time() - start
+    log(f"\nsaved {len(saved)} models (reload with dj.load_debiased) in models/")
   notes = equalized_odds_notes(rows, result, bench) + calibration_notes(result, bench)
   notes += [f"Pareto front ({config.pareto_metric.replace('_', ' ')} gap vs balanced "
             f"accuracy): {', '.join(result.pareto)}; plot in `pareto.png`.",

@@ -22,7 +22,8 @@ import tempfile
 import time
 from typing import Iterator, Optional, Sequence
 
-OUTPUTS = ("results.json", "results.csv", "report.md", "pareto.png", "saliency.png", "heatmaps.png")
+OUTPUTS = ("results.json", "results.csv", "report.md", "pareto.png", "saliency.png", "heatmaps.png",
+           "models")
 
 # (key, short header) of the columns every results table shows.
 COLUMNS = (("accuracy", "Acc"), ("balanced_accuracy", "Bal.acc"), ("demographic_parity", "DP"),
@@ -88,11 +89,21 @@ def run_outputs(workdir: str, *, overwrite: bool = False, outputs: Sequence[str]
     written = sorted(os.listdir(stage), key=lambda name: name == last)
     for name in outputs:
       if name not in written and os.path.exists(os.path.join(workdir, name)):
-        os.unlink(os.path.join(workdir, name))
+        _remove(os.path.join(workdir, name))
     for name in written:
-      os.replace(os.path.join(stage, name), os.path.join(workdir, name))
+      target = os.path.join(workdir, name)
+      if os.path.isdir(target):          # a folder output (models/) replaces the old one whole
+        _remove(target)
+      os.replace(os.path.join(stage, name), target)
   finally:
     shutil.rmtree(stage, ignore_errors=True)
+
+
+def _remove(path: str) -> None:
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path)
+  else:
+    os.unlink(path)
 
 
 def check_run_dir(path: str, *, overwrite: bool = False, outputs: Sequence[str] = OUTPUTS) -> str:
@@ -349,7 +360,8 @@ def render_report(*, rows: Sequence[dict], config: dict, info: dict, command: st
 
 def provenance() -> dict:
   """What produced a result: package versions, the git commit of the source (with whether it
-  had uncommitted changes), Python, the platform and JAX's devices, and the time."""
+  had uncommitted changes), Python, the platform, CPU and load when written, JAX's devices, and
+  the time."""
   import platform
   import subprocess
   from importlib import metadata
@@ -374,8 +386,17 @@ def provenance() -> dict:
   except (OSError, subprocess.SubprocessError):
     pass                                  # no checkout, or no git
   import jax
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                 cpu)
+  except OSError:
+    pass
+  load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
   return {"versions": versions, "git": git, "python": platform.python_version(),
-          "platform": platform.platform(), "devices": [str(d) for d in jax.devices()],
+          "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+          "load_average_1_5_15_min": load, "devices": [str(d) for d in jax.devices()],
           "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 

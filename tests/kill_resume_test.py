@@ -53,7 +53,8 @@ def test_training_killed_at_a_random_step_resumes_to_the_uninterrupted_result(tm
 def test_main_job_killed_while_explaining_leaves_no_results_and_reruns_from_the_cache(tmp_path):
   cache, run = tmp_path / "cache", tmp_path / "run"
   cmd = [sys.executable, "-m", "experiments.main", "--config=experiments/configs/main.py:tiny",
-         "--config.methods=thropt_eo,leace", f"--config.cache_dir={cache}", f"--workdir={run}"]
+         "--config.methods=thropt_eo,leace", "--config.save_models=false",
+         f"--config.cache_dir={cache}", f"--workdir={run}"]
   run_until(cmd, "Test split")                       # killed in the explanation phase
   assert not [f for f in report.OUTPUTS if (run / f).exists()]
   lines = []

@@ -123,6 +123,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   config.explain = "lrp" if images else "none"   # lrp / ig / none
   config.n_explain = 512
   config.cache_dir = "runs/cache"
+  config.save_models = True                      # every model into <workdir>/models (reloadable)
   config.presets = presets()
   if tiny:
     config.data.update(n_train=128, n_debias=32, n_test=64, image_size=32, n_rows=2000)

@@ -17,9 +17,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def config_of(arg="tiny", cache=None, **overrides):
-  """The main config with ``section.field`` overrides (``data__phi=0.5``)."""
+  """The main config with ``section.field`` overrides (``data__phi=0.5``); models are saved
+  only when asked (``save_models=True``: one test checks them)."""
   config = get_config(arg)
   with config.unlocked():
+    config.save_models = False
     if cache is not None:
       config.cache_dir = str(cache)
     for name, value in overrides.items():
@@ -36,9 +38,17 @@ def run(config, workdir, **kwargs):
 
 def test_main_on_faces_writes_results_and_reuses_the_cache(tmp_path):
   run_dir, cache = tmp_path / "run", tmp_path / "cache"
-  _, stdout = run(config_of("tiny", cache), run_dir)
+  outcome, stdout = run(config_of("tiny", cache, save_models=True), run_dir)
   assert "Vanilla" in stdout and "training resnet18" in stdout
   payload = json.loads((run_dir / "results.json").read_text())
+  # Every model is saved and reloads to the decisions it was evaluated with.
+  from debiasjax import load_debiased
+  test = outcome.trained.bench.test
+  for label, folder in (("Vanilla", "Vanilla"), ("ThrOpt (EO)", "ThrOpt_EO"), ("LEACE", "LEACE")):
+    p = np.asarray(load_debiased(str(run_dir / "models" / folder)).predict(test.x, test.group))
+    expected_accuracy = float(np.mean(test.y * p + (1 - test.y) * (1 - p)))   # randomised too
+    row_of = next(r for r in payload["results"] if r["method"] == label)
+    assert expected_accuracy == pytest.approx(row_of["accuracy"], abs=1e-6), label
   row = payload["results"][0]
   assert row["method"] == "Vanilla" and 0 <= row["equalized_odds"] <= 1
   labels = ["Vanilla", "ThrOpt (DP)", "ThrOpt (EO)", "P-ClArC", "Mass-mean", "A-ClArC",
