@@ -82,6 +82,8 @@ def run():
   head, rest = text.split(BEGIN, 1)
   atomic_write(README, head + BEGIN + "\n" + block + "\n" + END + rest.split(END, 1)[1])
   log(f"README.md's main-job table rewritten from {source} (kept as {RECORD})")
+  if FLAGS.results is None:
+    shutil.rmtree(os.path.dirname(source), ignore_errors=True)     # the temporary run
 
 
 if __name__ == "__main__":
