@@ -11,6 +11,7 @@ import numpy as np
 
 from debiasjax import _checks
 from debiasjax.metrics import confusion as C
+from debiasjax.metrics.frame import as_codes
 
 
 def positive_probability(logits: jax.Array) -> jax.Array:
@@ -140,6 +141,7 @@ def bootstrap_intervals(y_true, y_pred, groups, *, key: jax.Array, num_resamples
   _checks.check_int("num_resamples", num_resamples, 2)
   if not 0 < level < 1:
     raise ValueError(f"level: expected a coverage in (0, 1), got {level}")
+  groups, privileged = as_codes(groups, privileged)
   y, p, g, _, n = _checks.metric_inputs(y_true, y_pred, groups, None, None, privileged)
   values = jax.device_get(_bootstrap_values(y, p, g, key, num_groups=n, privileged=privileged,
                                             num_resamples=num_resamples))
@@ -167,6 +169,7 @@ def fairness_summary(y_true, y_pred, groups, *, privileged: Optional[int] = None
   AIF360's NaN), and ``groups``: per group ``selection_rate``, ``tpr``, ``fpr``, ``accuracy``,
   ``count``.
   """
+  groups, privileged = as_codes(groups, privileged)
   y, p, g, w, n = _checks.metric_inputs(y_true, y_pred, groups, sample_weight, None, privileged)
   values = jax.device_get(_summary(y, p, g, w, num_groups=n, privileged=privileged))
   out = {k: float(values[k]) for k in ("accuracy", "balanced_accuracy", *C.UNSIGNED)}

@@ -32,12 +32,28 @@ def test_post_processors_refuse_groups_they_were_not_fitted_on():
     to.probability(state, SCORES[:3], np.array([0, 1]))
 
 
-def test_string_groups_in_metrics_get_a_message_that_says_how():
+def test_string_and_multi_column_groups_in_metrics_are_encoded():
+  names = np.array(list("FMFMFMFMFM"))
+  codes = (names == "M").astype(np.int32)
+  dj_m = dj.metrics
+  assert float(dj_m.demographic_parity_difference(Y, names)) == pytest.approx(
+      float(dj_m.demographic_parity_difference(Y, codes)))
+  assert float(dj_m.demographic_parity_difference(Y, names, privileged="M")) == pytest.approx(
+      float(dj_m.demographic_parity_difference(Y, codes, privileged=1)))
+  assert float(dj_m.equalized_odds_difference(Y, Y, names.astype(object))) == pytest.approx(
+      float(dj_m.equalized_odds_difference(Y, Y, codes)))
+  both = {"sex": names, "older": np.arange(10) > 4}          # intersectional: four groups
+  rates = dj_m.group_rates(Y, Y, both)
+  assert rates.selection_rate.shape == (4,)
+  with pytest.raises(ValueError, match=r"privileged: expected one of the groups \['F', 'M'\]"):
+    dj_m.demographic_parity_difference(Y, names, privileged="X")
+  with pytest.raises(ValueError, match="missing values"):
+    dj_m.demographic_parity_difference(Y, np.array(["F", None] * 5, dtype=object))
+  # Post-processors keep integer codes (their fitted state is an array pytree): a message says
+  # how to map strings.
   with pytest.raises(ValueError, match=r"groups: expected numbers, got an array of dtype <U1 "
                                        r"\(map labels"):
-    dj.metrics.demographic_parity_difference(Y, np.array(list("FMFMFMFMFM")))
-  with pytest.raises(ValueError, match=r"groups: expected numbers"):
-    dj.metrics.equalized_odds_difference(Y, Y, np.array(list("FMFMFMFMFM"), dtype=object))
+    dj.methods.threshold_optimizer().fit(SCORES, Y, names)
 
 
 def test_reject_option_refuses_logits():

@@ -37,6 +37,7 @@ from debiasjax.metrics.confusion import (GroupRates, accuracy_from_confusion,
                                          balanced_accuracy_from_confusion, group_confusion,
                                          odds_differences, privileged_split, rates_from_confusion,
                                          spread, unsigned_gap)
+from debiasjax.metrics.frame import as_codes
 
 Array = jax.Array
 
@@ -52,6 +53,7 @@ def _prepare(y_true, y_pred, groups, sample_weight, num_groups, privileged):
 def group_rates(y_true, y_pred, groups, *, num_groups: Optional[int] = None,
                 sample_weight=None) -> GroupRates:
   """Selection rate, TPR, FPR and accuracy of every group (arrays of shape [num_groups])."""
+  groups, _ = as_codes(groups)
   c, _ = _prepare(y_true, y_pred, groups, sample_weight, num_groups, None)
   return rates_from_confusion(c)
 
@@ -78,6 +80,7 @@ def demographic_parity_difference(y_pred, groups, *, privileged: Optional[int] =
   ``demographic_parity_difference``). ``privileged=p``: ``P(y_hat=1|unpriv) - P(y_hat=1|priv)``
   (AIF360 ``statistical_parity_difference``).
   """
+  groups, privileged = as_codes(groups, privileged)
   c, _ = _prepare(None, y_pred, groups, sample_weight, num_groups, privileged)
   if privileged is None:
     return unsigned_gap("demographic_parity", c)
@@ -87,6 +90,7 @@ def demographic_parity_difference(y_pred, groups, *, privileged: Optional[int] =
 
 def _odds(y_true, y_pred, groups, sample_weight, num_groups, privileged, metric):
   """(TPR gap, FPR gap): unsigned max - min, or signed unprivileged - privileged."""
+  groups, privileged = as_codes(groups, privileged)
   c, _ = _prepare(y_true, y_pred, groups, sample_weight, num_groups, privileged)
   if privileged is None:
     r = rates_from_confusion(c)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple, Sequence, Union
 
+import jax
 import numpy as np
 
 from debiasjax import _checks
@@ -88,6 +89,26 @@ def encode_groups(sensitive_features) -> tuple[np.ndarray, list[str]]:
   labels = [", ".join(f"{name}={values[i]}" for name, (values, _), i in
                       zip(names, per_column, row)) for row in present]
   return codes.astype(np.int32).reshape(-1), labels
+
+
+def as_codes(groups, privileged=None):
+  """``(codes, privileged code)`` for the group metrics: integer codes (and traced arrays) pass
+  unchanged; strings, objects, 2-D arrays, dicts and DataFrames are encoded
+  (:func:`encode_groups`), and ``privileged`` is then a group's value or name (``"M"``,
+  ``"sex=M, race=A"``), mapped to its code."""
+  if isinstance(groups, jax.Array):
+    return groups, privileged
+  tabular = isinstance(groups, Mapping) or hasattr(groups, "columns")
+  if not tabular:
+    a = np.asarray(groups)
+    if a.ndim == 1 and a.dtype.kind in "biuf":
+      return groups, privileged
+  codes, names = encode_groups(groups)
+  if privileged is not None:
+    if str(privileged) not in names:
+      raise ValueError(f"privileged: expected one of the groups {names}, got {privileged!r}")
+    privileged = names.index(str(privileged))
+  return codes, privileged
 
 
 def _codes(groups) -> tuple[np.ndarray, list[str]]:
@@ -225,5 +246,5 @@ def disparate_impact(y_true, y_pred, groups, *, privileged: Any, sample_weight=N
   return float(rates[0] / rates[1]) if rates[1] > 0 else float("nan")
 
 
-__all__ = ["BUILT_IN", "GroupTable", "by_group", "demographic_parity_ratio", "disparate_impact",
-           "encode_groups", "equalized_odds_ratio"]
+__all__ = ["BUILT_IN", "GroupTable", "as_codes", "by_group", "demographic_parity_ratio",
+           "disparate_impact", "encode_groups", "equalized_odds_ratio"]
