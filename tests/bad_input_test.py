@@ -49,11 +49,11 @@ def test_string_and_multi_column_groups_in_metrics_are_encoded():
     dj_m.demographic_parity_difference(Y, names, privileged="X")
   with pytest.raises(ValueError, match="missing values"):
     dj_m.demographic_parity_difference(Y, np.array(["F", None] * 5, dtype=object))
-  # Post-processors keep integer codes (their fitted state is an array pytree): a message says
-  # how to map strings.
+  # A rule fitted on codes is applied to codes: strings get a message that says how to map them.
+  state = dj.methods.threshold_optimizer().fit(SCORES, Y, codes)
   with pytest.raises(ValueError, match=r"groups: expected numbers, got an array of dtype <U1 "
                                        r"\(map labels"):
-    dj.methods.threshold_optimizer().fit(SCORES, Y, names)
+    dj.methods.threshold_optimizer().probability(state, SCORES, names)
 
 
 def test_reject_option_refuses_logits():

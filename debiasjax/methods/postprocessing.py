@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, NamedTuple, Optional
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,6 +45,7 @@ from debiasjax._checks import check_option as _check_option, check_scores as _ch
     is_concrete as _is_concrete
 from debiasjax.metrics.confusion import balanced_accuracy_from_confusion, signed_difference, \
     unsigned_gap
+from debiasjax.metrics import frame
 from debiasjax.metrics.sweep import confusion_at_thresholds
 from debiasjax.methods import group_thresholds as _to
 
@@ -56,11 +58,36 @@ class PostProcessor(NamedTuple):
   predict: Callable[[Any, Any, Any, jax.Array], jax.Array]
 
 
+@flax.struct.dataclass
+class NamedGroups:
+  """A rule fitted on named groups (strings, several columns): its state and the group names
+  (static, so the state still jits and vmaps); ``probability`` maps names to the fitted codes."""
+  state: Any
+  names: tuple = flax.struct.field(pytree_node=False)
+
+
 def _with_predict(fit, probability) -> PostProcessor:
+  """The family's three functions; ``fit`` and ``probability`` also take sensitive features
+  of any kind (encoded as :func:`debiasjax.metrics.encode_groups` does, ``privileged`` then a
+  group's value or name), the fitted names kept in a :class:`NamedGroups` state."""
+  def fit_any(scores, y, groups, **kwargs):
+    if not frame.is_named(groups):
+      return fit(scores, y, groups, **kwargs)
+    codes, privileged = frame.as_codes(groups, kwargs.pop("privileged", None))
+    _, names = frame.encode_groups(groups)
+    return NamedGroups(fit(scores, y, codes, privileged=privileged, **kwargs), tuple(names))
+
+  def probability_any(state, scores, groups):
+    if isinstance(state, NamedGroups):
+      if frame.is_named(groups):
+        groups = frame.codes_for(groups, state.names)
+      return probability(state.state, scores, groups)
+    return probability(state, scores, groups)
+
   def predict(state, scores, groups, key):
-    p = probability(state, scores, groups)
+    p = probability_any(state, scores, groups)
     return (jax.random.uniform(_checks.check_key("key", key), p.shape) < p).astype(jnp.int32)
-  return PostProcessor(fit, probability, predict)
+  return PostProcessor(fit_any, probability_any, predict)
 
 
 MIN_BUCKET = 64

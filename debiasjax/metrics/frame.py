@@ -91,18 +91,35 @@ def encode_groups(sensitive_features) -> tuple[np.ndarray, list[str]]:
   return codes.astype(np.int32).reshape(-1), labels
 
 
+def is_named(groups) -> bool:
+  """Whether ``groups`` are sensitive features to encode rather than integer codes (strings,
+  objects, several columns as a 2-D array, a dict or a DataFrame)."""
+  if isinstance(groups, jax.Array):
+    return False
+  if isinstance(groups, Mapping) or hasattr(groups, "columns"):
+    return True
+  a = np.asarray(groups)
+  return not (a.ndim == 1 and a.dtype.kind in "biuf")
+
+
+def codes_for(groups, names: Sequence[str], name: str = "groups") -> np.ndarray:
+  """Codes of ``groups`` (sensitive features) in a fitted list of group ``names``; a group the
+  fit never saw is refused, naming it."""
+  codes, seen = encode_groups(groups)
+  unknown = [g for g in seen if g not in names]
+  if unknown:
+    raise ValueError(f"{name}: {unknown[:10]} not among the groups the rule was fitted on "
+                     f"{list(names)}")
+  return np.array([list(names).index(g) for g in seen], np.int32)[codes]
+
+
 def as_codes(groups, privileged=None):
   """``(codes, privileged code)`` for the group metrics: integer codes (and traced arrays) pass
   unchanged; strings, objects, 2-D arrays, dicts and DataFrames are encoded
   (:func:`encode_groups`), and ``privileged`` is then a group's value or name (``"M"``,
   ``"sex=M, race=A"``), mapped to its code."""
-  if isinstance(groups, jax.Array):
+  if not is_named(groups):
     return groups, privileged
-  tabular = isinstance(groups, Mapping) or hasattr(groups, "columns")
-  if not tabular:
-    a = np.asarray(groups)
-    if a.ndim == 1 and a.dtype.kind in "biuf":
-      return groups, privileged
   codes, names = encode_groups(groups)
   if privileged is not None:
     if str(privileged) not in names:
@@ -246,5 +263,6 @@ def disparate_impact(y_true, y_pred, groups, *, privileged: Any, sample_weight=N
   return float(rates[0] / rates[1]) if rates[1] > 0 else float("nan")
 
 
-__all__ = ["BUILT_IN", "GroupTable", "as_codes", "by_group", "demographic_parity_ratio",
-           "disparate_impact", "encode_groups", "equalized_odds_ratio"]
+__all__ = ["BUILT_IN", "GroupTable", "as_codes", "by_group", "codes_for",
+           "demographic_parity_ratio", "disparate_impact", "encode_groups", "equalized_odds_ratio",
+           "is_named"]

@@ -403,3 +403,28 @@ def test_threshold_optimizer_decides_the_reported_collinear_case_as_fairlearn():
   ours = np.asarray(pp.probability(pp.fit(s, y, g), s, g))
   np.testing.assert_allclose(ours, ref, atol=1e-5)
   assert ours[5] == ours[6] == ours[7]          # the three on one line are mixed alike
+
+
+@pytest.mark.parametrize("factory", [
+    lambda: P.threshold_optimizer(constraint="equalized_odds"), P.reject_option,
+    P.equalized_odds_postprocessing, P.calibrated_equalized_odds, P.naive_threshold])
+def test_named_and_intersectional_groups_decide_as_their_codes(factory):
+  rng = np.random.default_rng(4)
+  n = 500
+  sex, age = rng.choice(["F", "M"], n), rng.choice(["young", "old"], n)
+  y = rng.integers(0, 2, n)
+  s = np.clip(0.3 * y + 0.2 * (sex == "M") + 0.5 * rng.random(n), 0, 1).astype(np.float32)
+  method = factory()
+  for groups, privileged, codes, code in (
+      (sex, "M", (sex == "M").astype(np.int32), 1),
+      ({"age": age, "sex": sex}, "age=old, sex=M",        # encode_groups order: sorted combos
+       2 * (age == "young") + (sex == "M"), 1)):
+    named = method.fit(s, y, groups, privileged=privileged)
+    plain = method.fit(s, y, codes, privileged=code)
+    assert isinstance(named, P.NamedGroups)
+    np.testing.assert_array_equal(method.probability(named, s, groups),
+                                  method.probability(plain, s, codes))
+    np.testing.assert_array_equal(method.predict(named, s, groups, jax.random.key(0)),
+                                  method.predict(plain, s, codes, jax.random.key(0)))
+  with pytest.raises(ValueError, match=r"\['X'\] not among the groups the rule was fitted on"):
+    method.probability(method.fit(s, y, sex), s[:2], np.array(["F", "X"]))
