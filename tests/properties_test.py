@@ -55,7 +55,7 @@ def test_gaps_equal_a_slow_reference(case):
 
 
 INVALID = st.sampled_from(["nan_pred", "pred_above_one", "negative_group", "short_groups",
-                           "string_groups", "negative_weight", "labels_2"])
+                           "missing_groups", "negative_weight", "labels_2"])
 
 
 def corrupt(kind, y, pred, g, w):
@@ -68,8 +68,8 @@ def corrupt(kind, y, pred, g, w):
     g[2] = -1
   elif kind == "short_groups":
     g = g[:-1]
-  elif kind == "string_groups":
-    g = np.where(g == 0, "F", "M")
+  elif kind == "missing_groups":                  # named groups are encoded; a missing one is not
+    g = np.where(g == 0, "F", None).astype(object)
   elif kind == "negative_weight":
     w[0] = -1.0
   else:
@@ -105,7 +105,7 @@ POST = {"thropt": lambda: P.threshold_optimizer(), "roc": lambda: P.reject_optio
 @SETTINGS
 @given(labelled(), st.sampled_from(sorted(POST)),
        st.sampled_from(["nan_scores", "inf_scores", "negative_group", "short_groups",
-                        "string_groups", "labels_2", "negative_weight"]))
+                        "missing_groups", "labels_2", "negative_weight"]))
 def test_post_processor_fits_refuse_invalid_inputs(case, name, kind):
   y, _, scores, g, w = case
   s = scores.copy()
