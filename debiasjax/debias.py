@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import time
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
@@ -53,6 +52,7 @@ from debiasjax.methods.concepts import Eraser
 from debiasjax.methods.finetuning import FineTuning, tune
 from debiasjax.methods.postprocessing import PostProcessor
 from debiasjax.methods.search import Search
+from debiasjax.report import slug
 from debiasjax.models.taps import penultimate_layer
 
 Method = Union[PostProcessor, Eraser, ConceptEdit, Search, FineTuning]
@@ -144,14 +144,18 @@ def _edit(method: ConceptEdit, s: _Setting) -> Fitted:
 
 
 def _search(method: Search, s: _Setting) -> Fitted:
-  resume = {} if s.checkpoints is None else {"checkpoints": Checkpoints(s.checkpoints)}
-  extra = {**resume, **({} if s.progress is None else {"progress": s.progress})}
+  # Only the options a search is given are passed: a user's own Search need not take them.
+  options = {}
+  if s.checkpoints is not None:
+    options["checkpoints"] = Checkpoints(s.checkpoints)
+  if s.progress is not None:
+    options["progress"] = s.progress
   try:
     result = method.search(score_function(s.model), s.variables, s.benchmark.debias, s.key,
-                           privileged=s.privileged, **extra)
+                           privileged=s.privileged, **options)
   finally:
-    if resume:
-      resume["checkpoints"].close()
+    if "checkpoints" in options:
+      options["checkpoints"].close()
   return Debiased(s.apply_fn, result.variables, threshold_rule(result.threshold), result), None
 
 
@@ -270,10 +274,11 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
                                     batch_size=batch_size)[0]
     return predict_scores(d.apply_fn, d.variables, test.x, batch_size=batch_size)
 
+  ci_key = jax.random.fold_in(jax.random.key(seed), 7)       # the same resamples for every row
+
   def summary(pred):
     """The test-split metrics of decisions ``pred`` with 95 % bootstrap intervals, and whether
     they are a (near-)constant classifier."""
-    ci_key = jax.random.fold_in(jax.random.key(seed), 7)     # the same resamples for every row
     rate = float(np.mean(pred))
     return {**fairness_summary(test.y, pred, test.group, privileged=privileged),
             "ci": bootstrap_intervals(test.y, pred, test.group, key=ci_key,
@@ -289,11 +294,9 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
     if log is not None:
       log(f"[{i + 1}/{len(methods)}] {label} ...")
     start = time.perf_counter()
-    folder = (None if checkpoint_dir is None
-              else os.path.join(checkpoint_dir, re.sub(r"[^A-Za-z0-9_.-]+", "_", label)))
-    inner = (None if progress is None else
-             functools.partial(lambda label, task, done, total: progress(f"{label}: {task}",
-                                                                         done, total), label))
+    folder = None if checkpoint_dir is None else os.path.join(checkpoint_dir, slug(label))
+    inner = (None if progress is None else lambda task, done, total, label=label: progress(
+        f"{label}: {task}", done, total))
     d, test_scores = fit_method(method, setting._replace(checkpoints=folder, progress=inner))
     if test_scores is None:
       test_scores = test_scores_of(d)

@@ -118,9 +118,7 @@ def _bootstrap_values(y, p, g, key, *, num_groups: int, privileged: Optional[int
                       num_resamples: int) -> dict:
   """The summary's scalar metrics on ``num_resamples`` resamples of the rows (with
   replacement, as multinomial counts), one vmapped program."""
-  n = y.shape[0]
-  idx = jax.random.randint(key, (num_resamples, n), 0, n)
-  weights = jax.vmap(lambda i: jnp.zeros(n, jnp.float32).at[i].add(1.0))(idx)
+  weights = C.bootstrap_weights(key, y.shape[0], num_resamples)
 
   def one(w):
     s = _summary(y, p, g, w, num_groups=num_groups, privileged=privileged)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -263,7 +262,11 @@ def _inner_progress(log):
   if log is _silent:
     return None
   inner = printer(log)
-  return lambda task, done, total: task != "methods" and inner(task, done, total)
+
+  def progress(task, done, total):
+    if task != "methods":
+      inner(task, done, total)
+  return progress
 
 
 def train_and_debias(config, *, log: Callable[[str], None] = _silent) -> Trained:
@@ -332,8 +335,9 @@ def saliency_summaries(config, trained: Trained, *, log: Callable[[str], None] =
   for label, d in trained.result.debiased.items():
     maps_by_row[label] = explain_maps(label, d.apply_fn, d.variables) if label in own else vanilla
   detoxai = lambda m: np.abs(m) / 2                 # = normalize(raw, "detoxai")
+  reference = detoxai(vanilla)
   summaries = {label: sal.saliency_summary(detoxai(m), mask,
-                                           vanilla=None if label == "Vanilla" else detoxai(vanilla))
+                                           vanilla=None if label == "Vanilla" else reference)
                for label, m in maps_by_row.items()}
   return test, maps_by_row, summaries
 
@@ -489,12 +493,13 @@ def save_models(trained: Trained, folder: str) -> list:
   """Vanilla and every debiased model as :func:`debiasjax.save_debiased` folders named by their
   labels; returns the folders."""
   from debiasjax.debias import Debiased, threshold_rule
+  from debiasjax.report import slug
   from debiasjax.saved import save_debiased
   models = {"Vanilla": Debiased(trained.model.apply, trained.variables, threshold_rule(0.5),
                                 None), **trained.result.debiased}
   example = trained.bench.test.x[:1]
-  return [save_debiased(os.path.join(folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")),
-                        d, example, label=label) for label, d in models.items()]
+  return [save_debiased(os.path.join(folder, slug(label)), d, example, label=label)
+          for label, d in models.items()]
 
 
 def _train_evaluate_and_write(config, stage: str, *, command: str, log: Callable):

@@ -62,7 +62,7 @@ def printer(log: Callable[[str], None] = print, *, every: float = 5.0,
   return progress
 
 
-def report(progress: Optional[Progress], task: str, done: int, total: int) -> None:
+def notify(progress: Optional[Progress], task: str, done: int, total: int) -> None:
   """Calls ``progress`` when there is one."""
   if progress is not None:
     progress(task, int(done), int(total))

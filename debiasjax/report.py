@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -42,7 +43,7 @@ def atomic_write(path: str, data) -> None:
   try:
     with os.fdopen(fd, mode) as f:
       f.write(data)
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~umask())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -50,7 +51,13 @@ def atomic_write(path: str, data) -> None:
     raise
 
 
-def _umask() -> int:
+def slug(label: str) -> str:
+  """A file name for a method label: runs of other characters than letters, digits, ``_``,
+  ``.`` and ``-`` become one ``_`` (``"ThrOpt (EO)"`` -> ``"ThrOpt_EO"``)."""
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")
+
+
+def umask() -> int:
   mask = os.umask(0o022)
   os.umask(mask)
   return mask

@@ -36,6 +36,7 @@ import numpy as np
 from flax import traverse_util
 from jax import export
 
+from debiasjax import report
 from debiasjax.evaluate import positive_probability
 
 FILES = ("scores.jax", "decide.jax", "variables.npz", "meta.json")
@@ -85,11 +86,10 @@ def save_debiased(path: str, debiased: Any, example_x, *, label: str = "",
   flat = {"/".join(k): np.asarray(v) for k, v in
           traverse_util.flatten_dict(jax.device_get(debiased.variables)).items()}
   threshold = getattr(getattr(debiased, "state", None), "threshold", None)
-  from debiasjax.report import provenance
   meta = {"label": label, "input_shape": list(x.shape[1:]), "input_dtype": str(x.dtype),
           "threshold": (float(threshold) if threshold is not None and np.ndim(threshold) == 0
                         else None),
-          "files": list(FILES), "provenance": provenance()}
+          "files": list(FILES), "provenance": report.provenance()}
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
   stage = tempfile.mkdtemp(dir=parent, prefix=".saving-")
@@ -100,19 +100,13 @@ def save_debiased(path: str, debiased: Any, example_x, *, label: str = "",
     np.savez(os.path.join(stage, "variables.npz"), **flat)
     with open(os.path.join(stage, "meta.json"), "w") as f:
       json.dump(meta, f, indent=2)
-    os.chmod(stage, 0o777 & ~_umask())
+    os.chmod(stage, 0o777 & ~report.umask())
     if os.path.exists(path):
       shutil.rmtree(path)
     os.replace(stage, path)
   finally:
     shutil.rmtree(stage, ignore_errors=True)
   return path
-
-
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
 
 
 def load_debiased(path: str) -> SavedModel:

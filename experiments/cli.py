@@ -120,8 +120,7 @@ def cli(run_fn):
   """An ``app.run`` main that calls ``run_fn()`` (with the compilation cache on) and turns bad
   input into one line on stderr."""
   def main(argv):
-    if len(argv) > 1:
-      _fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
+    del argv                                 # parse_flags has refused positional arguments
     logging.set_verbosity(logging.WARNING)   # orbax logs every checkpoint step at INFO
     compilation_cache()
     try:

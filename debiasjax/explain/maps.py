@@ -9,7 +9,7 @@ from debiasjax.explain.gradients import integrated_gradients_in_groups
 from debiasjax.explain.lrp import lrp
 from debiasjax.explain.rules import Composite, epsilon_plus_flat
 from debiasjax.metrics.saliency import heatmap
-from debiasjax.progress import report
+from debiasjax.progress import notify
 
 METHODS = ("lrp", "ig")
 
@@ -35,7 +35,7 @@ def saliency_maps(model, variables, x, targets, *, method: str = "lrp",
     apply_fn = getattr(model, "apply", model)
     explain = lambda v, xb, tb: integrated_gradients_in_groups(apply_fn, v, xb, tb, steps=steps)
   out = []
-  report(progress, "images", 0, len(x))
+  notify(progress, "images", 0, len(x))
   for start in range(0, len(x), batch_size):
     xb, tb = x[start:start + batch_size], targets[start:start + batch_size]
     pad = batch_size - len(xb) if len(x) > batch_size else 0
@@ -44,5 +44,5 @@ def saliency_maps(model, variables, x, targets, *, method: str = "lrp",
       tb = np.concatenate([tb, np.repeat(tb[-1:], pad, 0)])
     maps = heatmap(explain(variables, jnp.asarray(xb), jnp.asarray(tb)))
     out.append(np.asarray(maps)[:len(maps) - pad])
-    report(progress, "images", min(start + batch_size, len(x)), len(x))
+    notify(progress, "images", min(start + batch_size, len(x)), len(x))
   return np.concatenate(out)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from debiasjax.metrics.confusion import SIGNED as SIGNED_BIASES, accuracy_from_confusion, \
     balanced_accuracy_from_confusion, signed_difference, unsigned_gap
+from debiasjax.metrics.confusion import bootstrap_weights  # noqa: F401 -- part of this API
 from debiasjax.metrics.fairness import savani_objective_v1, savani_objective_v2
 from debiasjax.metrics.sweep import confusion_at_thresholds
 
@@ -142,12 +143,6 @@ class ThresholdChoice(NamedTuple):
   score: jax.Array            # higher is better
   bias: jax.Array
   performance: jax.Array
-
-
-def bootstrap_weights(key: jax.Array, n: int, num_resamples: int) -> jax.Array:
-  """[B, n] multinomial counts: resampling n rows with replacement, B times."""
-  idx = jax.random.randint(key, (num_resamples, n), 0, n)
-  return jax.vmap(lambda i: jnp.zeros(n, jnp.float32).at[i].add(1.0))(idx)
 
 
 def threshold_grid(num: int) -> jax.Array:

@@ -51,7 +51,7 @@ from flax import traverse_util
 
 from debiasjax import _checks
 from debiasjax._checks import check_int
-from debiasjax.progress import report
+from debiasjax.progress import notify
 from debiasjax.methods.finetuning import num_groups_of, split_arrays
 from debiasjax.methods.objective import Objective, WeightResult, as_objective, \
     bootstrap_weights, check_objective, threshold_grid, threshold_search
@@ -270,7 +270,7 @@ class _Problem(NamedTuple):
       saved = resume.restore(template)
       outs = [type(one[0])(**saved["choices"])]
       best_params, best_score, first = saved["params"], saved["score"], done * size
-    report(resume.progress if resume is not None else None, "candidates", 0, k)
+    notify(resume.progress if resume is not None else None, "candidates", 0, k)
     for start in range(first, k + pad, size):
       mask = np.arange(start, start + size) < eligible
       choices, picked, score = run(self.variables, *self.arrays, chunk_at(start), mask)
@@ -287,10 +287,11 @@ class _Problem(NamedTuple):
                                      best_params)
           best_score = jnp.where(better, score, best_score)
       if resume is not None:
-        so_far = jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
-        resume.save(start // size + 1, {"choices": so_far._asdict(), "params": best_params,
-                                        "score": best_score})
-        report(resume.progress, "candidates", min(start + size, k), k)
+        if resume.checkpoints is not None:   # the candidates so far, only when they are kept
+          so_far = jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
+          resume.save(start // size + 1, {"choices": so_far._asdict(), "params": best_params,
+                                          "score": best_score})
+        notify(resume.progress, "candidates", min(start + size, k), k)
     choices = outs[0] if len(outs) == 1 else jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
     return jax.tree.map(lambda v: v[:k], choices), best_params
 
@@ -513,7 +514,7 @@ def layerwise_optimisation(*, layers: Optional[Sequence[str]] = None,
     if done:
       run, lay = resume.restore((run, lay))
       gen += 1
-    report(resume.progress, "generations", 0, num_layers * generations)
+    notify(resume.progress, "generations", 0, num_layers * generations)
     while i < num_layers:
       if gen == generations:
         run = layer_end(run, lay, i)
@@ -524,7 +525,7 @@ def layerwise_optimisation(*, layers: Optional[Sequence[str]] = None,
       run, lay = generation(run, lay, i, gen)
       gen += 1
       resume.save(i * generations + gen, (run, lay))
-      report(resume.progress, "generations", i * generations + gen, num_layers * generations)
+      notify(resume.progress, "generations", i * generations + gen, num_layers * generations)
     c = run["current"]
     trace = {f: run[f] for f in ("generation_best", "layer_score", "kept")}
     return WeightResult(_with_params(variables, run["params"]), c["threshold"], c["phi"],

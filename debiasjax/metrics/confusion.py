@@ -50,6 +50,13 @@ def group_confusion(y_true, y_pred, groups, *, num_groups: int, sample_weight=No
       num_groups, 2, 2)
 
 
+def bootstrap_weights(key: jax.Array, n: int, num_resamples: int) -> Array:
+  """[B, n] multinomial counts: resampling n rows with replacement, B times (as sample
+  weights, a table per resample in one vmapped call)."""
+  idx = jax.random.randint(key, (num_resamples, n), 0, n)
+  return jax.vmap(lambda i: jnp.zeros(n, jnp.float32).at[i].add(1.0))(idx)
+
+
 def ratio(num, den):
   """``num / den``, 0 where ``den`` is 0."""
   return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)

@@ -43,17 +43,18 @@ Array = jax.Array
 
 
 def _prepare(y_true, y_pred, groups, sample_weight, num_groups, privileged):
-  """Validated inputs and the table ``C[g, y, y_hat]``: ``(c, num_groups)``."""
+  """Validated inputs and the table ``C[g, y, y_hat]``: ``(c, privileged code)``; named or
+  multi-column groups are encoded first (:func:`~debiasjax.metrics.frame.as_codes`)."""
+  groups, privileged = as_codes(groups, privileged)
   y_true, y_pred, groups, w, n = _checks.metric_inputs(y_true, y_pred, groups, sample_weight,
                                                        num_groups, privileged)
   y_true = jnp.zeros_like(y_pred) if y_true is None else y_true
-  return group_confusion(y_true, y_pred, groups, num_groups=n, sample_weight=w), n
+  return group_confusion(y_true, y_pred, groups, num_groups=n, sample_weight=w), privileged
 
 
 def group_rates(y_true, y_pred, groups, *, num_groups: Optional[int] = None,
                 sample_weight=None) -> GroupRates:
   """Selection rate, TPR, FPR and accuracy of every group (arrays of shape [num_groups])."""
-  groups, _ = as_codes(groups)
   c, _ = _prepare(y_true, y_pred, groups, sample_weight, num_groups, None)
   return rates_from_confusion(c)
 
@@ -80,8 +81,7 @@ def demographic_parity_difference(y_pred, groups, *, privileged: Optional[int] =
   ``demographic_parity_difference``). ``privileged=p``: ``P(y_hat=1|unpriv) - P(y_hat=1|priv)``
   (AIF360 ``statistical_parity_difference``).
   """
-  groups, privileged = as_codes(groups, privileged)
-  c, _ = _prepare(None, y_pred, groups, sample_weight, num_groups, privileged)
+  c, privileged = _prepare(None, y_pred, groups, sample_weight, num_groups, privileged)
   if privileged is None:
     return unsigned_gap("demographic_parity", c)
   sel = rates_from_confusion(privileged_split(c, privileged)).selection_rate
@@ -90,8 +90,7 @@ def demographic_parity_difference(y_pred, groups, *, privileged: Optional[int] =
 
 def _odds(y_true, y_pred, groups, sample_weight, num_groups, privileged, metric):
   """(TPR gap, FPR gap): unsigned max - min, or signed unprivileged - privileged."""
-  groups, privileged = as_codes(groups, privileged)
-  c, _ = _prepare(y_true, y_pred, groups, sample_weight, num_groups, privileged)
+  c, privileged = _prepare(y_true, y_pred, groups, sample_weight, num_groups, privileged)
   if privileged is None:
     r = rates_from_confusion(c)
     present = r.weight > 0

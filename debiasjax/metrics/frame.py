@@ -131,9 +131,10 @@ def as_codes(groups, privileged=None):
 def _codes(groups) -> tuple[np.ndarray, list[str]]:
   """Codes and names: integer codes >= 0 are kept (named by their value), any other sensitive
   features encoded (:func:`encode_groups`)."""
-  a = None if isinstance(groups, Mapping) or hasattr(groups, "columns") else np.asarray(groups)
-  if a is not None and a.ndim == 1 and a.size and a.dtype.kind in "iu" and a.min() >= 0:
-    return a.astype(np.int32), [str(v) for v in range(int(a.max()) + 1)]
+  if not is_named(groups):
+    a = np.asarray(groups)
+    if a.size and a.dtype.kind in "iu" and a.min() >= 0:
+      return a.astype(np.int32), [str(v) for v in range(int(a.max()) + 1)]
   return encode_groups(groups)
 
 
