@@ -1,6 +1,6 @@
 """One call that debiases a trained model with several methods and evaluates them alike.
 
-:func:`debias` takes built methods -- any of the four families -- fits each on the benchmark's
+:func:`debias` takes built methods -- any of the five families -- fits each on the benchmark's
 *debias* split and evaluates the result, and the untouched model, on the *test* split with the
 same metrics. Every method becomes one :class:`Debiased`: the network to score
 (``apply_fn``, ``variables``) and the decision rule on its scores (``decide``):
@@ -13,7 +13,9 @@ same metrics. Every method becomes one :class:`Debiased`: the network to score
   protected attribute as the concept, and compiled into the network; threshold 0.5;
 * a :class:`~debiasjax.methods.Search` finds new weights and their threshold;
 * a :class:`~debiasjax.methods.FineTuning` recipe trains new weights with
-  :func:`debiasjax.train.fit` and picks their threshold.
+  :func:`debiasjax.train.fit` and picks their threshold;
+* a :class:`~debiasjax.methods.Representation` (DVGE) learns a new network, an encoder and a
+  classifier on its latents, from the debias split alone; threshold 0.5.
 
 The result has one row per method and the Pareto front over a performance metric (higher is
 better) and a fairness gap (lower is better).
@@ -49,13 +51,14 @@ from debiasjax.evaluate import BATCH, bootstrap_intervals, fairness_summary, pre
     score_function, scores_and_activations
 from debiasjax.methods.clarc import ConceptEdit, edited_scores, fit_edit, layer_activations
 from debiasjax.methods.concepts import Eraser
+from debiasjax.methods.representation import Representation
 from debiasjax.methods.finetuning import FineTuning, tune
 from debiasjax.methods.postprocessing import PostProcessor
 from debiasjax.methods.search import Search
 from debiasjax.report import slug
 from debiasjax.models.taps import penultimate_layer
 
-Method = Union[PostProcessor, Eraser, ConceptEdit, Search, FineTuning]
+Method = Union[PostProcessor, Eraser, ConceptEdit, Search, FineTuning, Representation]
 GAPS = ("demographic_parity", "equalized_odds", "equal_opportunity", "average_odds")
 
 
@@ -171,6 +174,12 @@ def _fine_tuning(method: FineTuning, s: _Setting) -> Fitted:
   return Debiased(s.apply_fn, result.variables, threshold_rule(result.threshold), result), None
 
 
+def _representation(method: Representation, s: _Setting) -> Fitted:
+  module, variables = method.fit(s.key, s.benchmark.debias, progress=s.progress,
+                                 checkpoints=s.checkpoints)
+  return Debiased(module.apply, variables, threshold_rule(0.5), module), None
+
+
 def fit_method(method: Method, setting: _Setting) -> Fitted:
   """Dispatches on the method's family (the NamedTuple type): the Debiased model and, when the
   adapter already has them, its P(y = 1) on the test split."""
@@ -182,6 +191,8 @@ def fit_method(method: Method, setting: _Setting) -> Fitted:
     return _edit(method, setting)
   if isinstance(method, Search):
     return _search(method, setting)
+  if isinstance(method, Representation):
+    return _representation(method, setting)
   return _fine_tuning(method, setting)
 
 
@@ -190,16 +201,17 @@ def _check_methods(methods, is_module: bool) -> dict:
     raise ValueError("methods: expected a dict {label: method} of built methods (e.g. "
                      "{'ThrOpt (EO)': dj.methods.threshold_optimizer(constraint="
                      f"'equalized_odds')}}), got {type(methods).__name__}")
-  families = (PostProcessor, Eraser, ConceptEdit, Search, FineTuning)
+  families = (PostProcessor, Eraser, ConceptEdit, Search, FineTuning, Representation)
   for label, method in methods.items():
     if not isinstance(label, str) or not label or label == "Vanilla":
       raise ValueError(f"methods: labels must be non-empty strings other than 'Vanilla', got "
                        f"{label!r}")
     if not isinstance(method, families):
       raise ValueError(f"methods: {label!r} is a {type(method).__name__}; expected a "
-                       "PostProcessor, Eraser, ConceptEdit, Search or FineTuning (built with "
-                       "the factories of debiasjax.methods)")
-  needs_module = [label for label, m in methods.items() if not isinstance(m, PostProcessor)]
+                       "PostProcessor, Eraser, ConceptEdit, Search, FineTuning or Representation "
+                       "(built with the factories of debiasjax.methods)")
+  needs_module = [label for label, m in methods.items()
+                  if not isinstance(m, (PostProcessor, Representation))]
   if needs_module and not is_module:
     raise ValueError(f"model: {needs_module} change the weights and need the Flax module, got "
                      "an apply function")

@@ -629,7 +629,8 @@ def _sweep(config, seeds, stage: str, *, command: str, log: Callable) -> dict:
       json.dumps(settings, indent=2, sort_keys=True), "```", ""])
   report.atomic_write(os.path.join(stage, "seeds.md"), body)
   report.atomic_write(os.path.join(stage, "seeds.json"), json.dumps(
-      {"command": command, "config": settings, "seeds": seeds, "summary": summary,
+      {"command": command, "provenance": report.provenance(), "config": settings,
+       "tables": {"seeds": table}, "seeds": seeds, "summary": summary,
        "runs": dict(zip(map(str, seeds), runs))}, indent=2, default=str))
   report.atomic_write(os.path.join(stage, "seeds.csv"), _seeds_csv(seeds, runs, keys))
   return {"seeds": seeds, "summary": summary, "runs": runs}

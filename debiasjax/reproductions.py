@@ -159,7 +159,7 @@ def savani(config, workdir: str, *, command: str = "", overwrite: bool = False,
 def _savani_outputs(config, biases, stage: str, *, command: str, log: Callable) -> dict:
   """Savani's experiments, their tables and figure written into ``stage``."""
   from debiasjax import pipeline
-  from debiasjax.report import atomic_write, markdown_table
+  from debiasjax.report import atomic_write, markdown_table, provenance
   bench = pipeline.load_benchmark(config)
   log(f"data: {bench.info['name']} train {len(bench.train)} / validation {len(bench.debias)} / "
       f"test {len(bench.test)}")
@@ -197,16 +197,400 @@ def _savani_outputs(config, biases, stage: str, *, command: str, log: Callable) 
   atomic_write(os.path.join(stage, "table1.md"), table1 + "\n")
   atomic_write(os.path.join(stage, "figure1.md"), fig_table + "\n")
   atomic_write(os.path.join(stage, "table2.md"), table2 + "\n")
+  floor_note = (f"A constant classifier scores {floor:.3f} (0.25 × the minority rate "
+                f"{minority:.3f}); values near it mean the method gave up accuracy for bias.")
   atomic_write(os.path.join(stage, "results.json"), json.dumps(
-      {"config": config.to_dict(), "floor": floor, "timings": timings,
+      {"command": command, "provenance": provenance(), "config": config.to_dict(),
+       "tables": {"table1": table1, "figure1": f"{fig_table}\n\n{floor_note}",
+                  "table2": table2},
+       "floor": floor, "timings": timings,
        "results": {b: {m: [list(map(float, r)) for r in v] for m, v in rs.items()}
                    for b, rs in results.items()}}, indent=1))
   text = (f"# Savani et al. (2020) on {name}\n\n`{command}`\n\n"
           f"## Table 1: bias and accuracy of the Default models ({config.seeds} seeds, test "
           f"split)\n\n{table1}\n\n## Figure 1: test objective 0.75 |bias| + 0.25 (1 - accuracy) "
-          f"(`figure1.png`)\n\n{fig_table}\n\nA constant classifier scores {floor:.3f} (0.25 x "
-          f"the minority rate {minority:.3f}); values near it mean the method gave up accuracy "
-          f"for bias.\n\n## Table 2: runtime per method\n\n{table2}\n")
+          f"(`figure1.png`)\n\n{fig_table}\n\n{floor_note}\n\n## Table 2: runtime per "
+          f"method\n\n{table2}\n")
   atomic_write(os.path.join(stage, "report.md"), text)
   log("\n" + text)
   return results
+
+
+# --- DVGE (Zhang et al. 2023) --------------------------------------------------------------------
+
+DVGE_OUTPUTS = ("tradeoff.png", "tradeoff.csv", "probes.png", "results.json", "report.md")
+ENCODERS = {"factor": "DVGE-D (FactorVAE)", "vae": "DVGE-N (plain VAE)",
+            "model": "DVGE on the classifier's features"}
+
+
+def _floats(text) -> list[float]:
+  return [float(v) for v in str(text).split(",") if v.strip()]
+
+
+def dvge(config, workdir: str, *, command: str = "", overwrite: bool = False,
+         log: Callable[[str], None] = _silent) -> dict:
+  """DVGE's trade-off curves and sensitive-probe ablation (``experiments/configs/dvge.py``),
+  written to ``workdir``: for each encoder a VAE trained on the train split (cached), the
+  sensitive classifier ``d`` and the task classifier ``g`` over the η grid (one vmapped
+  program per classifier seed), the baselines (``g`` on latents without the sensitive
+  dimensions; a gradient-reversal encoder over a λ grid) scored on the test split, and
+  sensitive probes trained on the perturbed latents of each η1. Returns the results dict."""
+  from debiasjax import report
+  encoders = [e.strip() for e in str(config.encoders).split(",") if e.strip()]
+  unknown = [e for e in encoders if e not in ENCODERS]
+  if unknown or not encoders:
+    raise ValueError(f"encoders: expected some of {list(ENCODERS)}, got {config.encoders!r}")
+  if config.seeds < 1:
+    raise ValueError(f"seeds: expected at least 1, got {config.seeds}")
+  with report.run_outputs(workdir, overwrite=overwrite, outputs=DVGE_OUTPUTS) as stage:
+    out = _dvge_outputs(config, encoders, stage, command=command, log=log)
+  log(f"wrote {', '.join(DVGE_OUTPUTS)} to {workdir}")
+  return out
+
+
+def train_vae(config, bench, encoder: str, *, log: Callable[[str], None] = _silent):
+  """The VAE of ``encoder`` (``"factor"`` or ``"vae"``) trained on the train split's inputs, or
+  restored from ``config.cache_dir`` (resumed after a kill); returns ``(vae, variables)``."""
+  import hashlib
+  from debiasjax import train
+  from debiasjax.checkpoint import Checkpoints
+  from debiasjax.methods import representation as D
+  from debiasjax.models import vae as V
+  v = config.vae
+  x = bench.train.x
+  if x.ndim == 4:
+    model = V.conv_vae(latents=v.latents, side=x.shape[1], out_channels=x.shape[3])
+  else:
+    model = V.mlp_vae(x.shape[1], latents=v.latents, hidden=tuple(v.hidden))
+  trainer = D.vae_trainer(model, kind=encoder, gamma=v.gamma, learning_rate=v.learning_rate,
+                          critic_learning_rate=v.critic_learning_rate)
+  key = jax.random.key(config.seed)
+  state = trainer.init(key, model.init(key, x[:1], key))
+  # the settings, the architecture (every parameter's path and shape) and the data
+  shapes = jax.tree_util.tree_map_with_path(lambda p, a: f"{jax.tree_util.keystr(p)}{a.shape}",
+                                            state.params)
+  digest = hashlib.sha256(json.dumps({"vae": v.to_dict(), "encoder": encoder,
+                                      "seed": config.seed,
+                                      "params": sorted(jax.tree.leaves(shapes))},
+                                     sort_keys=True).encode())
+  digest.update(np.ascontiguousarray(x).tobytes())
+  cache = os.path.join(config.cache_dir, f"dvge-{config.data.name}-{encoder}-"
+                       f"{digest.hexdigest()[:16]}")
+  steps_per_epoch = max(1, len(x) // v.batch_size)
+  num_steps = v.epochs * steps_per_epoch
+  checkpoints = Checkpoints(cache)
+  done = checkpoints.latest_step()
+  log(f"  {ENCODERS[encoder]}: " + ("reusing the VAE cached in " + cache if done == num_steps
+                                    else f"training the VAE for {v.epochs} epochs ({num_steps} "
+                                    f"steps){f', resuming at {done}' if done else ''}"))
+  start = time.time()
+
+  def progress(step, metrics):
+    log(f"    step {step}/{num_steps}  loss {float(metrics['loss']):.1f}  reconstruction "
+        f"{float(metrics['reconstruction']):.1f}  kl {float(metrics['kl']):.2f}"
+        + (f"  tc {float(metrics['tc']):.3f}" if "tc" in metrics else "")
+        + f"  ({time.time() - start:.0f}s)")
+
+  state = train.fit(trainer, state, {"x": x}, key=key, num_steps=num_steps,
+                    batch_size=min(v.batch_size, len(x)), checkpoints=checkpoints,
+                    save_every=steps_per_epoch, log=progress, log_every=steps_per_epoch * 5)
+  return model, train.variables_of(state)
+
+
+def classifier_features(config, bench, *, log: Callable[[str], None] = _silent) -> dict:
+  """The ``"model"`` encoder: the penultimate features of the main job's vanilla classifier
+  (``config.vanilla``, with this run's data, seed and cache: the main job's cached model),
+  standardised with the train split's statistics so that ε and η act on the scale of a VAE's
+  unit prior. ``{"train": [N, D], "test": [M, D]}``."""
+  from debiasjax import pipeline
+  from debiasjax.evaluate import scores_and_activations
+  from debiasjax.models.taps import penultimate_layer
+  vanilla = config.vanilla.copy_and_resolve_references()
+  with vanilla.unlocked():
+    vanilla.data, vanilla.seed, vanilla.cache_dir = config.data, config.seed, config.cache_dir
+  model = pipeline.build_model(vanilla)
+  variables, _ = pipeline.train_vanilla(vanilla, bench, model, log=lambda m: log(f"  {m}"))
+  layer = penultimate_layer(model, variables, bench.train.x[:1])
+  acts = {name: np.asarray(scores_and_activations(model, variables, split.x, layer)[1])
+          for name, split in (("train", bench.train), ("test", bench.test))}
+  acts = {k: a.reshape(len(a), -1) for k, a in acts.items()}
+  mean, std = acts["train"].mean(0), acts["train"].std(0) + 1e-6
+  log(f"  {ENCODERS['model']}: {layer} ({acts['train'].shape[1]} features)")
+  return {k: ((a - mean) / std).astype(np.float32) for k, a in acts.items()}
+
+
+def _gaps(y, pred, group) -> dict:
+  """Accuracy and the seed's gaps of hard predictions on the test split."""
+  from debiasjax import metrics as M
+  return {"accuracy": float(M.accuracy(y, pred)),
+          "balanced_accuracy": float(M.balanced_accuracy(y, pred)),
+          "positive_rate": float(np.mean(pred)),
+          "demographic_parity": float(M.demographic_parity_difference(pred, group)),
+          "equal_opportunity": float(M.equal_opportunity_difference(y, pred, group)),
+          "equalized_odds": float(M.equalized_odds_difference(y, pred, group))}
+
+
+def dvge_on_latents(config, z: dict, labels: dict, *, seed: int,
+                    log: Callable[[str], None] = _silent) -> dict:
+  """One classifier seed on one encoder's latents: ``d``, the η grid, the baselines and the
+  probes. ``z`` and ``labels`` hold the train and test splits (``labels[split] = (y, s)``)."""
+  import jax.numpy as jnp
+  from debiasjax import train
+  from debiasjax.methods import representation as D
+  c = config.classifier
+  (y_tr, s_tr), (y_te, s_te) = labels["train"], labels["test"]
+  z_tr, z_te = z["train"], z["test"]
+  clf = D.latent_classifier(layers=c.layers, width=c.width)
+  steps = lambda epochs: epochs * max(1, len(y_tr) // c.batch_size)
+  key = jax.random.key(1000 + seed)
+  d_vars = D.train_classifier(clf, z_tr, s_tr, key=key, num_steps=steps(c.sensitive_epochs),
+                              batch_size=c.batch_size, learning_rate=c.learning_rate, seed=seed)
+  sens_acc = float(jnp.mean(jnp.argmax(clf.apply(d_vars, z_te), -1) == s_te))
+
+  # the η grid, one vmapped program
+  grid = [(e1, e2) for e2 in _floats(config.eta2) for e1 in _floats(config.eta1)]
+  trainers = [D.dvge_trainer(clf, clf, d_vars, eta1=e1, eta2=e2, epsilon=config.epsilon,
+                             clip=config.clip, learning_rate=c.learning_rate) for e1, e2 in grid]
+  g_key = jax.random.fold_in(key, 1)
+  init = clf.init(g_key, z_tr[:1])
+  states = jax.tree.map(lambda *a: jnp.stack(a), *[t.init(g_key, init) for t in trainers])
+  k = len(grid)
+  states = train.fit(trainers[0], states, {"x": z_tr, "y": y_tr}, key=jnp.stack([g_key] * k),
+                     num_steps=steps(c.task_epochs), batch_size=min(c.batch_size, len(y_tr)),
+                     stacked=True, seed=[seed] * k)
+  g_vars = train.variables_of(states)
+  preds = np.asarray(jax.vmap(lambda v: jnp.argmax(clf.apply(v, z_te), -1))(g_vars))
+  rows = [{"method": "DVGE", "eta1": e1, "eta2": e2, **_gaps(y_te, p, s_te)}
+          for (e1, e2), p in zip(grid, preds)]
+
+  # baseline: g on the latents without the dimensions d leans on most
+  dims = D.sensitive_dimensions(clf, d_vars, z_tr, count=config.removed_dims)
+  zr_tr, zr_te = D.remove_dimensions(z_tr, dims), D.remove_dimensions(z_te, dims)
+  r_vars = D.train_classifier(clf, zr_tr, y_tr, key=g_key, num_steps=steps(c.task_epochs),
+                              batch_size=c.batch_size, learning_rate=c.learning_rate, seed=seed)
+  rows.append({"method": "Sens. dims removed", "dims": [int(i) for i in dims],
+               **_gaps(y_te, np.asarray(jnp.argmax(clf.apply(r_vars, zr_te), -1)), s_te)})
+
+  # baseline: a gradient-reversal encoder over the λ grid, one vmapped program
+  lams = _floats(config.adversary_lams)
+  net = D.ReversalNet(layers=c.layers, width=c.width)
+  a_trainers = [D.reversal_trainer(net, lam=lam, learning_rate=c.learning_rate) for lam in lams]
+  a_init = net.init(g_key, z_tr[:1], 1.0, method="both")
+  a_states = jax.tree.map(lambda *a: jnp.stack(a), *[t.init(g_key, a_init) for t in a_trainers])
+  a_states = train.fit(a_trainers[0], a_states, {"x": z_tr, "y": y_tr, "group": s_tr},
+                       key=jnp.stack([g_key] * len(lams)), num_steps=steps(c.task_epochs),
+                       batch_size=min(c.batch_size, len(y_tr)), stacked=True,
+                       seed=[seed] * len(lams))
+  a_preds = np.asarray(jax.vmap(lambda p: jnp.argmax(net.apply({"params": p}, z_te), -1))(
+      a_states.params))
+  rows += [{"method": "Adversarial (GRL)", "lam": lam, **_gaps(y_te, p, s_te)}
+           for lam, p in zip(lams, a_preds)]
+
+  # the ablation: sensitive probes on the perturbed latents of every eta1 > 0 at probe_eta2
+  probe_grid = [i for i, (e1, e2) in enumerate(grid) if e1 > 0 and e2 == config.probe_eta2]
+  pick = lambda i: jax.tree.map(lambda a: a[i], g_vars)
+  perturbed = [[D.perturbed_latents(clf, pick(i), clf, d_vars, zz, eta1=grid[i][0],
+                                    eta2=grid[i][1], epsilon=config.epsilon, clip=config.clip)
+                for i in probe_grid] for zz in (z_tr, z_te)]
+  sets_tr = jnp.stack([jnp.asarray(z_tr), zr_tr] + perturbed[0])
+  sets_te = jnp.stack([jnp.asarray(z_te), zr_te] + perturbed[1])
+  best, _ = D.probe_accuracy(clf, sets_tr, s_tr, sets_te, s_te, key=jax.random.fold_in(key, 2),
+                             epochs=config.probe_epochs, batch_size=c.batch_size,
+                             learning_rate=c.learning_rate)
+  probe_names = ["No removal", "Sens. dim. removed"] + [f"{grid[i][0]:g}" for i in probe_grid]
+  # what the perturbation does to d itself: its mean probability of its predicted class
+  confidence = lambda zz: float(jnp.mean(jnp.max(jax.nn.softmax(clf.apply(d_vars, zz)), -1)))
+  confidences = [confidence(zz) for zz in sets_te]
+  log(f"    seed {seed}: d's test accuracy {sens_acc:.3f}; probes "
+      + ", ".join(f"{n} {b:.3f}" for n, b in zip(probe_names, np.asarray(best))))
+  return {"rows": rows, "sensitive_accuracy": sens_acc,
+          "probes": dict(zip(probe_names, map(float, np.asarray(best)))),
+          "sensitive_confidence": dict(zip(probe_names, confidences))}
+
+
+def _dvge_outputs(config, encoders, stage: str, *, command: str, log: Callable) -> dict:
+  from debiasjax import pipeline
+  from debiasjax.methods import representation as D
+  from debiasjax.report import atomic_write, markdown_table, provenance
+  bench = pipeline.load_benchmark(config)
+  info = bench.info
+  log(f"data: {info['name']} train {len(bench.train)} / test {len(bench.test)}; target "
+      f"{info.get('target')}, sensitive {info.get('protected')}")
+  labels = {"train": (bench.train.y, bench.train.group), "test": (bench.test.y, bench.test.group)}
+  start = time.time()
+  results = {}
+  splits = (("train", bench.train), ("test", bench.test))
+  for encoder in encoders:
+    if encoder == "model":
+      z = classifier_features(config, bench, log=log)
+    else:
+      vae, variables = train_vae(config, bench, encoder, log=log)
+      z = {name: np.asarray(D.encode(vae, variables, split.x)) for name, split in splits}
+    log(f"  {ENCODERS[encoder]}: latents encoded ({time.time() - start:.0f}s)")
+    results[encoder] = [dvge_on_latents(config, z, labels, seed=s, log=log)
+                        for s in range(config.seeds)]
+  seconds = time.time() - start
+  summary = _dvge_summary(results)
+  tables = _dvge_tables(summary, encoders, markdown_table, config.probe_eta2)
+  _dvge_figures(summary, encoders, stage, title=f"{info['name']}: target {info.get('target')}, "
+                f"sensitive {info.get('protected')}, {config.seeds} classifier seeds")
+  atomic_write(os.path.join(stage, "tradeoff.csv"), _dvge_csv(results))
+  atomic_write(os.path.join(stage, "results.json"), json.dumps(
+      {"command": command, "provenance": provenance(), "config": config.to_dict(),
+       "seconds": seconds, "tables": tables, "summary": summary, "results": results},
+      indent=1, default=str))
+  text = (f"# DVGE (Zhang et al. 2023) on {info['name']}\n\n`{command}`\n\n"
+          f"## Trade-off (test split, mean ± sd over {config.seeds} classifier seeds)\n\n"
+          f"{tables['tradeoff']}\n\n## Sensitive probes on perturbed latents (the seed's "
+          f"ablation tables)\n\n{tables['probes']}\n\n{seconds / 60:.1f} minutes.\n")
+  atomic_write(os.path.join(stage, "report.md"), text)
+  log("\n" + text)
+  return {"summary": summary, "results": results, "tables": tables}
+
+
+DVGE_METRICS = (("accuracy", "Accuracy"), ("balanced_accuracy", "Bal.acc"),
+                ("positive_rate", "P(ŷ = 1)"), ("demographic_parity", "DP"),
+                ("equal_opportunity", "EOpp"), ("equalized_odds", "EO"))
+
+
+def _dvge_label(row: dict) -> str:
+  if row["method"] == "DVGE":
+    return f"DVGE η1={row['eta1']:g} η2={row['eta2']:g}"
+  if "lam" in row:
+    return f"{row['method']} λ={row['lam']:g}"
+  return row["method"]
+
+
+def _constant(point: dict) -> bool:
+  """A (near-)constant classifier on average over seeds: its gaps are ~0 by construction."""
+  from debiasjax.debias import CONSTANT
+  rate = point.get("positive_rate", [0.5])[0]
+  return not CONSTANT < rate < 1 - CONSTANT
+
+
+def _mean_sd(values) -> list[float]:
+  values = np.asarray(values, float)
+  return [float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0]
+
+
+def _dvge_summary(results: dict) -> dict:
+  """Mean and sd over classifier seeds of every row, probe and ``d``'s accuracy."""
+  out = {}
+  for encoder, seeds in results.items():
+    points = []
+    for i, row in enumerate(seeds[0]["rows"]):
+      point = {k: v for k, v in row.items() if k not in dict(DVGE_METRICS)}
+      point["label"] = _dvge_label(row)
+      point.update({k: _mean_sd([s["rows"][i][k] for s in seeds]) for k, _ in DVGE_METRICS})
+      if _constant(point):
+        point["label"] += " (constant)"
+      points.append(point)
+    out[encoder] = {
+        "points": points,
+        "probes": {name: _mean_sd([s["probes"][name] for s in seeds])
+                   for name in seeds[0]["probes"]},
+        "sensitive_confidence": {name: _mean_sd([s["sensitive_confidence"][name] for s in seeds])
+                                 for name in seeds[0]["sensitive_confidence"]},
+        "sensitive_accuracy": _mean_sd([s["sensitive_accuracy"] for s in seeds])}
+  return out
+
+
+def _dvge_tables(summary: dict, encoders, markdown_table, eta2: float) -> dict:
+  cell = lambda m: f"{m[0]:.3f} ± {m[1]:.3f}"
+  rows = [[ENCODERS[e], p["label"]] + [cell(p[k]) for k, _ in DVGE_METRICS]
+          for e in encoders for p in summary[e]["points"]]
+  tradeoff = markdown_table(["Encoder", "Classifier"] + [h for _, h in DVGE_METRICS], rows)
+  # the docs' summary: η1 = 0, the middle and the largest at the probes' η2, and the baselines
+  def key_rows(points):
+    dvge = [p for p in points if p["method"] == "DVGE" and p["eta2"] == eta2]
+    etas = sorted({p["eta1"] for p in dvge})
+    keep = {etas[0], etas[len(etas) // 2], etas[-1]}
+    return [p for p in points if p["method"] != "DVGE" or p in dvge and p["eta1"] in keep]
+  summary_rows = [[ENCODERS[e], p["label"]] + [cell(p[k]) for k, _ in DVGE_METRICS]
+                  for e in encoders for p in key_rows(summary[e]["points"])]
+  key = markdown_table(["Encoder", "Classifier"] + [h for _, h in DVGE_METRICS], summary_rows)
+  names = list(summary[encoders[0]]["probes"])
+  probes = markdown_table(
+      ["Encoder", "measure", "d (test)"] + names[:2] + [f"η1 = {n}" for n in names[2:]],
+      [row for e in encoders for row in (
+          [ENCODERS[e], "best probe accuracy", cell(summary[e]["sensitive_accuracy"])]
+          + [cell(summary[e]["probes"][n]) for n in names],
+          [ENCODERS[e], "d's confidence", ""]
+          + [cell(summary[e]["sensitive_confidence"][n]) for n in names])])
+  return {"tradeoff": tradeoff, "summary": key, "probes": probes}
+
+
+def _dvge_csv(results: dict) -> str:
+  import csv
+  import io
+  buf = io.StringIO()
+  writer = csv.writer(buf, lineterminator="\n")
+  keys = [k for k, _ in DVGE_METRICS]
+  writer.writerow(["encoder", "seed", "method", "eta1", "eta2", "lam", *keys])
+  for encoder, seeds in results.items():
+    for seed, s in enumerate(seeds):
+      for r in s["rows"]:
+        writer.writerow([encoder, seed, r["method"], r.get("eta1", ""), r.get("eta2", ""),
+                         r.get("lam", ""), *(r[k] for k in keys)])
+  return buf.getvalue()
+
+
+def _dvge_figures(summary: dict, encoders, stage: str, *, title: str) -> None:
+  from debiasjax.report import pyplot, save_png
+  plt = pyplot()
+  gaps = (("demographic_parity", "DP"), ("equal_opportunity", "EOpp"))
+  fig, axes = plt.subplots(len(gaps), len(encoders), figsize=(5.4 * len(encoders) + 0.8, 4.2 * 2),
+                           squeeze=False, layout="constrained")
+  for col, encoder in enumerate(encoders):
+    points = summary[encoder]["points"]
+    for row, (gap, short) in enumerate(gaps):
+      ax = axes[row, col]
+      dvge_points = [p for p in points if p["method"] == "DVGE"]
+      for eta2, marker in zip(sorted({p["eta2"] for p in dvge_points}), "os^D"):
+        line = [p for p in dvge_points if p["eta2"] == eta2]
+        xs, ys = [p["accuracy"][0] for p in line], [p[gap][0] for p in line]
+        ax.plot(xs, ys, "-", color="0.75", lw=1, zorder=1)
+        ax.errorbar(xs, ys, xerr=[p["accuracy"][1] for p in line],
+                    yerr=[p[gap][1] for p in line], fmt="none", ecolor="0.6", lw=0.8, zorder=2)
+        sc = ax.scatter(xs, ys, c=[p["eta1"] for p in line], cmap="viridis", marker=marker,
+                        vmin=0, vmax=max(p["eta1"] for p in dvge_points) or 1, s=36, zorder=3,
+                        label=f"DVGE, η2 = {eta2:g} (colour: η1)")
+      adv = [p for p in points if "lam" in p]
+      ax.errorbar([p["accuracy"][0] for p in adv], [p[gap][0] for p in adv],
+                  xerr=[p["accuracy"][1] for p in adv], yerr=[p[gap][1] for p in adv],
+                  fmt="x--", color="tab:red", ms=7, lw=1, label="gradient reversal (λ grid)")
+      for p in adv:
+        ax.annotate(f"λ={p['lam']:g}", (p["accuracy"][0], p[gap][0]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points", color="tab:red")
+      removed = [p for p in points if p["method"] == "Sens. dims removed"]
+      ax.errorbar([p["accuracy"][0] for p in removed], [p[gap][0] for p in removed],
+                  xerr=[p["accuracy"][1] for p in removed], yerr=[p[gap][1] for p in removed],
+                  fmt="*", color="k", ms=11, label="sensitive dims removed")
+      ax.set_xlabel("test accuracy")
+      ax.set_ylabel(f"{short} gap (test)")
+      ax.set_title(f"{ENCODERS[encoder]}: {short}", fontsize=10)
+      ax.grid(alpha=0.3)
+      if row == 0 and col == len(encoders) - 1:
+        fig.colorbar(sc, ax=axes[:, col], label="η1", shrink=0.6)
+      if row == 0 and col == 0:
+        ax.legend(fontsize=7, loc="best")
+  fig.suptitle(title, fontsize=10)
+  save_png(fig, os.path.join(stage, "tradeoff.png"))
+
+  fig, axes = plt.subplots(1, len(encoders), figsize=(5.2 * len(encoders), 3.8), squeeze=False,
+                           layout="constrained")
+  for ax, encoder in zip(axes[0], encoders):
+    probes = summary[encoder]["probes"]
+    names = [n for n in probes if n not in ("No removal", "Sens. dim. removed")]
+    etas = [float(n) for n in names]
+    ax.errorbar(etas, [probes[n][0] for n in names], yerr=[probes[n][1] for n in names],
+                fmt="o-", capsize=3, label="DVGE (perturbed latents)")
+    for name, style in (("No removal", "--"), ("Sens. dim. removed", ":")):
+      ax.axhline(probes[name][0], color="k", ls=style, lw=1, label=name)
+    ax.set_xlabel("η1")
+    ax.set_ylabel("best sensitive-probe accuracy (test)")
+    ax.set_title(ENCODERS[encoder], fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.suptitle(title, fontsize=10)
+  save_png(fig, os.path.join(stage, "probes.png"))

@@ -50,6 +50,17 @@ class TrainState(NamedTuple):
   opt_state: Any
 
 
+class CriticState(NamedTuple):
+  """A training state with a second network trained alongside (an adversarial critic, a
+  total-correlation discriminator): its parameters and optimizer state after the model's."""
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  critic_params: Any
+  critic_opt_state: Any
+
+
 class Trainer(NamedTuple):
   """``init(key, variables) -> state`` and ``update(state, batch, key) -> (state, metrics)``.
 

@@ -38,6 +38,9 @@ import time
 
 from absl import app, flags
 
+from experiments.cli import define_record_flag, save_record, show_table
+
+define_record_flag()
 flags.DEFINE_list("methods", ["pclarc", "leace", "aclarc", "rrclarc", "finetune", "random"],
                   "Methods to compare.")
 flags.DEFINE_integer("n", 256, "Images in the debias split and in the test split.")
@@ -205,14 +208,19 @@ def main(argv):
     print(f"{LABELS[name]:20s} DetoxAI {public['seconds']:6.1f}s (debias(); "
           f"run_correction at batch 32: {batched['seconds']:.1f}s)  ours {ours['cold']:6.1f}s "
           f"cold, {ours['cached']:.1f}s from the cache, {ours['warm']:6.2f}s warm", flush=True)
-  print("\n| method | DetoxAI `debias()` | DetoxAI `run_correction`, batch 32 | ours, first "
-        "call (empty compilation cache) | ours, new process (cache populated) | ours, warm | "
-        "ratio with compile | ratio warm |\n|---|---:|---:|---:|---:|---:|---:|---:|")
-  for name, public, batched, ours in rows:
-    print(f"| {LABELS[name]} | {public:.1f} s | {batched:.1f} s | {ours['cold']:.1f} s | "
-          f"{ours['cached']:.1f} s | {ours['warm']:.2f} s | {public / ours['cold']:.2f}x "
-          f"({batched / ours['cold']:.2f}x) | {public / ours['warm']:.1f}x "
-          f"({batched / ours['warm']:.1f}x) |")
+  tables = {}
+  show_table(tables, "detoxai", ["method", "DetoxAI `debias()`", "DetoxAI `run_correction`, "
+                                 "batch 32", "ours, first call (empty compilation cache)",
+                                 "ours, new process (cache populated)", "ours, warm",
+                                 "ratio with compile", "ratio warm"],
+             [[LABELS[name], f"{public:.1f} s", f"{batched:.1f} s", f"{ours['cold']:.1f} s",
+               f"{ours['cached']:.1f} s", f"{ours['warm']:.2f} s",
+               f"{public / ours['cold']:.2f}× ({batched / ours['cold']:.2f}×)",
+               f"{public / ours['warm']:.1f}× ({batched / ours['warm']:.1f}×)"]
+              for name, public, batched, ours in rows],
+             "Ratios: DetoxAI `debias()` / ours, in brackets DetoxAI `run_correction` at batch 32 "
+             "/ ours.")
+  save_record(tables, n=FLAGS.n, threads=FLAGS.threads)
 
 
 def _ours_in_a_fresh_process(name: str, cache: str) -> dict:

@@ -26,6 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from experiments.cli import define_record_flag, save_record, show_table
+
+define_record_flag()
 flags.DEFINE_list("sizes", ["64", "128"], "Image sizes.")
 flags.DEFINE_integer("batch", 64, "Images per batch.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (peers' IG: 1).")
@@ -68,9 +71,7 @@ def per_layer_table(torch, batch: int) -> None:
   against torch on the same shapes: where a gradient or LRP pass spends its time."""
   from debiasjax.models import layers
   repeats = max(FLAGS.repeats, 5)
-  total = np.zeros(4)
-  print(f"{'conv (batch %d)' % batch:32s} {'fwd ours':>9s} {'fwd torch':>9s} {'dX ours':>8s} "
-        f"{'dX torch':>8s}  count")
+  total, rows = np.zeros(4), []
   for name, side, c_in, c_out, k, stride, pad, count in RESNET18_CONVS:
     rng = np.random.default_rng(0)
     x = rng.random((batch, side, side, c_in), np.float32)
@@ -95,9 +96,13 @@ def per_layer_table(torch, batch: int) -> None:
     torch_g = timed(lambda: torch.autograd.grad(tconv(), xt, gt)[0], repeats) - torch_f
     row = 1000 * np.array([ours_f, torch_f, ours_g, torch_g])
     total += count * row
-    print(f"{name:32s} {row[0]:9.1f} {row[1]:9.1f} {row[2]:8.1f} {row[3]:8.1f}  x{count}")
-  print(f"{'all convs (x count)':32s} {total[0]:9.1f} {total[1]:9.1f} {total[2]:8.1f} "
-        f"{total[3]:8.1f}")
+    rows.append([name, *(f"{v:.1f}" for v in row), str(count)])
+    print(f"{name:32s} " + " ".join(f"{v:8.1f}" for v in row) + f"  x{count}", flush=True)
+  rows.append(["all convolutions (× count)", *(f"{v:.0f}" for v in total), ""])
+  tables = {}
+  show_table(tables, "per_layer", [f"conv (batch {batch}, ms)", "fwd ours", "fwd torch",
+                                   "input grad ours", "input grad torch", "count"], rows)
+  save_record(tables, batch=batch)
 
 
 def main(argv):
@@ -127,7 +132,8 @@ def main(argv):
                                              max_batch=FLAGS.ig_batch)
 
   b = FLAGS.batch
-  for size in map(int, FLAGS.sizes):
+  sizes, cells = list(map(int, FLAGS.sizes)), {}
+  for size in sizes:
     x = np.random.default_rng(size).normal(size=(b, size, size, 3)).astype(np.float32)
     xt = torch_peers.to_torch_images(torch, x)
     targets = np.asarray(jnp.argmax(forward(variables, x), -1))
@@ -142,6 +148,11 @@ def main(argv):
     theirs = torch_peers.to_nhwc(zennit_lrp())
     err = float(np.max(np.abs(np.asarray(lrp(variables, x,
                                              targets)) - theirs)) / np.max(np.abs(theirs)))
+    rate = lambda t: f"{b / t:.3g} img/s"
+    cells[size] = {"forward": [rate(t_fwd), "", ""], "gradient": [rate(t_grad), "", ""],
+                   "LRP EpsilonPlusFlat": [f"{rate(t_lrp)} (LRP / forward {t_lrp / t_fwd:.1f})",
+                                           f"zennit {rate(t_zennit)}",
+                                           f"{t_zennit / t_lrp:.1f}×"]}
     print(f"\nResNet-18, batch {b}, {size}x{size}")
     print(f"  forward            ours {b / t_fwd:8.1f} img/s")
     print(f"  gradient           ours {b / t_grad:8.1f} img/s")
@@ -149,6 +160,7 @@ def main(argv):
           f"x{t_zennit / t_lrp:5.1f} | LRP/forward {t_lrp / t_fwd:4.2f} | max diff {err:.1e}")
     t_ig = timed(lambda: ig(variables, x, targets), max(1, FLAGS.repeats - 1))
     line = f"  IG {FLAGS.ig_steps} steps (GL)   ours {b / t_ig:8.2f} img/s"
+    ig_row = cells[size][f"IG, {FLAGS.ig_steps} Gauss-Legendre steps"] = [rate(t_ig), "", ""]
     if not FLAGS.skip_captum:
       def captum_ig():
         return torch_peers.captum_integrated_gradients(torch, captum, tmodel, xt, targets,
@@ -160,7 +172,13 @@ def main(argv):
       err = float(np.max(np.abs(np.asarray(ig(variables, x,
                                               targets)) - theirs)) / np.max(np.abs(theirs)))
       line += f" | captum {b / t_captum:7.3f} img/s | x{t_captum / t_ig:5.1f} | max diff {err:.1e}"
+      ig_row[1:] = [f"captum {rate(t_captum)}", f"{t_captum / t_ig:.1f}×"]
     print(line, flush=True)
+  header = [""] + [f"{s}×{s} {c}" for s in sizes for c in ("ours", "peer", "ratio")]
+  tables = {}
+  show_table(tables, "explain", header, [[name] + [c for s in sizes for c in cells[s][name]]
+                                         for name in cells[sizes[0]]])
+  save_record(tables, batch=b, ig_batch=FLAGS.ig_batch, captum=not FLAGS.skip_captum)
 
 
 if __name__ == "__main__":

@@ -27,12 +27,15 @@ import numpy as np
 import optax
 from absl import app, flags
 
+from experiments.cli import define_record_flag, save_record, show_table
+
 from debiasjax import data, models, train
 from debiasjax.methods import adversarial, search
 from debiasjax.methods.finetuning import tune
 from debiasjax.evaluate import score_function
 from debiasjax.methods.objective import Objective
 
+define_record_flag()
 flags.DEFINE_integer("candidates", 201, "Random perturbation: candidates K.")
 flags.DEFINE_integer("reference_candidates", 5, "Candidates timed in the sequential loop.")
 flags.DEFINE_integer("epochs", 16, "Adversarial fine-tuning: rounds.")
@@ -149,34 +152,46 @@ def main(argv):
   warm = min(timed(lambda: run(s))[0] for s in (1, 2))
   ref, _ = timed(lambda: sequential_random(model, variables, split, FLAGS.reference_candidates))
   ours_per, ref_per = warm / FLAGS.candidates, ref / FLAGS.reference_candidates
-  print(f"\nrandom perturbation, K = {FLAGS.candidates}, 501 thresholds")
+  k = FLAGS.candidates
+  print(f"\nrandom perturbation, K = {k}, 501 thresholds")
   print(f"  ours: {warm:.2f} s warm ({first:.2f} s with compilation) = {1e3 * ours_per:.2f} ms "
         "per candidate")
   print(f"  sequential loop: {1e3 * ref_per:.1f} ms per candidate "
-        f"({FLAGS.reference_candidates} timed) -> {FLAGS.candidates} candidates "
-        f"{ref_per * FLAGS.candidates:.1f} s")
-  print(f"  ratio per candidate: {ref_per / ours_per:.0f}x (with compilation "
-        f"{ref_per * FLAGS.candidates / first:.0f}x)")
+        f"({FLAGS.reference_candidates} timed) -> {k} candidates {ref_per * k:.1f} s")
+  rows = [[f"random perturbation, {k} candidates × 501 thresholds",
+           "Savani v1's loop: one candidate, then one threshold at a time (scikit-learn "
+           "accuracy, masked-mean bias)",
+           f"{1e3 * ref_per:.0f} ms per candidate ({ref_per * k:.0f} s for {k})",
+           f"{warm:.2f} s ({1e3 * ours_per:.1f} ms per candidate)", f"{first:.1f} s",
+           f"{ref_per / ours_per:.0f}× per candidate ({ref_per * k / first:.0f}× with "
+           "compilation)"]]
 
   aft = lambda seed, epochs: tune(adversarial.savani_adversarial(
       layer=f"layer{model.num_layers}", objective=OBJECTIVE, epochs=epochs), model, variables,
       split, key=jax.random.key(seed)).score
   first, _ = timed(lambda: aft(0, FLAGS.epochs))
   warm, _ = timed(lambda: aft(1, FLAGS.epochs))
-  print(f"\nadversarial fine-tuning, {FLAGS.epochs} x (201 critic + 101 actor steps)")
-  print(f"  ours: {warm:.2f} s warm ({first:.2f} s with compilation)")
+  name = f"adversarial fine-tuning, {FLAGS.epochs} × (201 critic + 101 actor steps)"
+  print(f"\n{name}\n  ours: {warm:.2f} s warm ({first:.2f} s with compilation)")
   try:
     import torch
     torch.set_num_threads(2)
   except ImportError:
-    print("  PyTorch reference skipped: torch is not installed (pip install -r "
-          "requirements-test.txt)")
-    return
-  ref, _ = timed(lambda: torch_adversarial(model, variables, split, FLAGS.reference_epochs))
-  ref_total = ref / FLAGS.reference_epochs * FLAGS.epochs
-  print(f"  PyTorch step-by-step: {ref / FLAGS.reference_epochs:.2f} s per round -> "
-        f"{ref_total:.1f} s for {FLAGS.epochs}")
-  print(f"  ratio: {ref_total / warm:.1f}x (with compilation {ref_total / first:.1f}x)")
+    rows.append([name, "PyTorch not installed (pip install -r requirements-test.txt)", "-",
+                 f"{warm:.2f} s", f"{first:.1f} s", "-"])
+  else:
+    ref, _ = timed(lambda: torch_adversarial(model, variables, split, FLAGS.reference_epochs))
+    per_round = ref / FLAGS.reference_epochs
+    total = per_round * FLAGS.epochs
+    rows.append([name, f"the same steps in PyTorch {torch.__version__.split('+')[0]} (CPU, 2 "
+                 "threads), one optimiser step at a time",
+                 f"{per_round:.2f} s per round ({total:.1f} s for {FLAGS.epochs})",
+                 f"{warm:.2f} s", f"{first:.1f} s",
+                 f"{total / warm:.1f}× ({total / first:.1f}× with compilation)"])
+  tables = {}
+  show_table(tables, "search", ["method", "reference", "reference", "ours (warm)",
+                                "ours, with compilation", "ratio"], rows)
+  save_record(tables)
 
 
 if __name__ == "__main__":

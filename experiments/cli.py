@@ -3,6 +3,7 @@ and one-line errors for bad input."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -25,6 +26,32 @@ def define_flags(config_file: str, workdir_default: str):
   flags.DEFINE_string("workdir", None, f"Output folder (default {workdir_default}).")
   flags.DEFINE_bool("overwrite", False, "Allow writing into a workdir that holds results.")
   return config
+
+
+def define_record_flag() -> None:
+  """``--record``: where a program writes the tables it prints (see :func:`save_record`)."""
+  flags.DEFINE_string("record", None, "Also write the printed tables (Markdown), the command and "
+                      "the provenance to this JSON file (python -m experiments.regenerate keeps "
+                      "them in docs/results/ and quotes them in the docs).")
+
+
+def show_table(tables: dict, name: str, header, rows, note: str = "") -> None:
+  """Prints a Markdown table (and a note under it) and keeps it in ``tables[name]``."""
+  from debiasjax.report import markdown_table
+  tables[name] = markdown_table(header, rows) + (f"\n\n{note}" if note else "")
+  print(f"\n{tables[name]}", flush=True)
+
+
+def save_record(tables: dict, **extra) -> None:
+  """With ``--record=PATH``: ``{"command", "provenance", "tables", **extra}`` written atomically
+  to PATH, the record ``experiments.regenerate`` renders into the docs."""
+  path = flags.FLAGS.record
+  if path:
+    from debiasjax import report
+    report.atomic_write(path, json.dumps({"command": command_line(),
+                                          "provenance": report.provenance(), "tables": tables,
+                                          **extra}, indent=1, default=str) + "\n")
+    print(f"wrote {path}", flush=True)
 
 
 def log(message: str) -> None:

@@ -1,4 +1,4 @@
-"""Debiasing methods: four families, each a factory of a NamedTuple of pure functions whose fitted
+"""Debiasing methods: five families, each a factory of a NamedTuple of pure functions whose fitted
 state holds arrays only (optax's shape).
 
 * :class:`PostProcessor` ``(fit, probability, predict)`` on a fixed model's scores:
@@ -18,13 +18,17 @@ state holds arrays only (optax's shape).
   threshold: :func:`tune`).
 * :class:`Search` ``(search,)`` over candidate weights: :func:`random_perturbation`,
   :func:`layerwise_optimisation` (:mod:`~debiasjax.methods.search`).
+* :class:`Representation` ``(fit,)``, a new network learnt from the debias split: :func:`dvge`
+  (a VAE, and a task classifier on latents perturbed along gradient explanations; its trainers
+  :func:`vae_trainer`, :func:`dvge_trainer`, :func:`reversal_trainer` in
+  :mod:`~debiasjax.methods.representation`).
 
 Savani's objective and threshold search, the step weight-changing methods end with:
 :class:`Objective`, :func:`threshold_search`, :func:`final_threshold`.
 """
 
 from debiasjax.methods import adversarial, clarc, concepts, finetuning, objective, postprocessing, \
-    search
+    representation, search
 from debiasjax.methods.adversarial import fine_tune, savani_adversarial, savani_trainer, \
     zhang_adversarial, zhang_trainer
 from debiasjax.methods.clarc import ConceptEdit, a_clarc, a_clarc_trainer, at_layer, fit_edit, \
@@ -41,14 +45,17 @@ from debiasjax.methods.postprocessing import (
     reject_option,
     threshold_optimizer,
 )
+from debiasjax.methods.representation import Representation, dvge, dvge_trainer, \
+    reversal_trainer, vae_trainer
 from debiasjax.methods.search import Search, layerwise_optimisation, random_perturbation
 
 __all__ = ["CAV", "ConceptEdit", "Context", "Eraser", "FineTuning", "Objective", "PostProcessor",
-           "Search", "WeightResult", "a_clarc", "a_clarc_trainer", "adversarial", "at_layer",
-           "calibrated_equalized_odds", "clarc", "concept_weights", "concepts",
-           "equalized_odds_postprocessing", "final_threshold", "fine_tune", "finetuning",
-           "fit_cav", "fit_edit", "fit_leace", "layerwise_optimisation", "leace", "mass_mean",
-           "naive_threshold", "objective", "p_clarc", "postprocessing", "random_perturbation",
-           "reject_option", "rr_clarc", "rr_clarc_trainer", "savani_adversarial",
-           "savani_trainer", "search", "threshold_optimizer", "threshold_search", "tune",
-           "tune_stacked", "zhang_adversarial", "zhang_trainer"]
+           "Representation", "Search", "WeightResult", "a_clarc", "a_clarc_trainer", "adversarial",
+           "at_layer", "calibrated_equalized_odds", "clarc", "concept_weights", "concepts", "dvge",
+           "dvge_trainer", "equalized_odds_postprocessing", "final_threshold", "fine_tune",
+           "finetuning", "fit_cav", "fit_edit", "fit_leace", "layerwise_optimisation", "leace",
+           "mass_mean", "naive_threshold", "objective", "p_clarc", "postprocessing",
+           "random_perturbation", "reject_option", "representation", "reversal_trainer",
+           "rr_clarc", "rr_clarc_trainer", "savani_adversarial", "savani_trainer", "search",
+           "threshold_optimizer", "threshold_search", "tune", "tune_stacked", "vae_trainer",
+           "zhang_adversarial", "zhang_trainer"]

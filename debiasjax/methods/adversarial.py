@@ -41,7 +41,7 @@ from debiasjax.methods.objective import Objective, as_objective, bias_from_confu
     check_objective
 from debiasjax.metrics.confusion import group_confusion
 from debiasjax.models.taps import tap
-from debiasjax.train import Trainer, supervised, weighted_cross_entropy
+from debiasjax.train import CriticState, Trainer, supervised, weighted_cross_entropy
 
 
 def _model_state(variables) -> dict:
@@ -96,14 +96,8 @@ def soft_bias(probability, y, groups, *, bias: str, privileged: int, num_groups:
   return bias_from_confusion(c, bias, privileged=privileged)
 
 
-class SavaniState(NamedTuple):
-  """The model's parameters, other collections and optimizer state, and the critic's."""
-  step: jax.Array
-  params: Any
-  model_state: Any
-  opt_state: Any
-  critic_params: Any
-  critic_opt_state: Any
+SavaniState = CriticState    # the model's parameters, other collections and optimizer state,
+                             # and the critic's
 
 
 def savani_trainer(model: nn.Module, layer: str, features: jax.ShapeDtypeStruct, *,

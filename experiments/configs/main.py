@@ -56,6 +56,8 @@ def presets() -> ml_collections.ConfigDict:
       "leace": ("LEACE", "leace", {}),
       "a_clarc": ("A-ClArC", "a_clarc", {}),
       "rr_clarc": ("RR-ClArC", "rr_clarc", {}),
+      "dvge": ("DVGE-D", "dvge", {"encoder": "factor"}),
+      "dvge_n": ("DVGE-N", "dvge", {"encoder": "vae"}),
   }
   images = {
       "p_clarc": {"at": "stage2", "pooling": "none"},
@@ -69,7 +71,8 @@ def presets() -> ml_collections.ConfigDict:
       "zhang": {"num_steps": 60, "warmup_steps": 30},
       "finetune": {"num_steps": 30},
   }
-  tables = {"random": {"num_candidates": 101}, "adversarial": {"epochs": 16}}
+  tables = {"random": {"num_candidates": 101}, "adversarial": {"epochs": 16},
+             "dvge": {"vae_epochs": 40}, "dvge_n": {"vae_epochs": 40}}
   weight_methods = ("random", "layerwise", "adversarial", "zhang", "finetune")
   out = ml_collections.ConfigDict()
   for name, (label, factory, kwargs) in table.items():
