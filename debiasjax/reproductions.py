@@ -255,13 +255,9 @@ def train_vae(config, bench, encoder: str, *, log: Callable[[str], None] = _sile
   from debiasjax import train
   from debiasjax.checkpoint import Checkpoints
   from debiasjax.methods import representation as D
-  from debiasjax.models import vae as V
   v = config.vae
   x = bench.train.x
-  if x.ndim == 4:
-    model = V.conv_vae(latents=v.latents, side=x.shape[1], out_channels=x.shape[3])
-  else:
-    model = V.mlp_vae(x.shape[1], latents=v.latents, hidden=tuple(v.hidden))
+  model = D.build_vae(x, latents=v.latents, hidden=v.hidden)
   trainer = D.vae_trainer(model, kind=encoder, gamma=v.gamma, learning_rate=v.learning_rate,
                           critic_learning_rate=v.critic_learning_rate)
   key = jax.random.key(config.seed)
@@ -320,14 +316,20 @@ def classifier_features(config, bench, *, log: Callable[[str], None] = _silent) 
 
 
 def _gaps(y, pred, group) -> dict:
-  """Accuracy and the seed's gaps of hard predictions on the test split."""
-  from debiasjax import metrics as M
-  return {"accuracy": float(M.accuracy(y, pred)),
-          "balanced_accuracy": float(M.balanced_accuracy(y, pred)),
-          "positive_rate": float(np.mean(pred)),
-          "demographic_parity": float(M.demographic_parity_difference(pred, group)),
-          "equal_opportunity": float(M.equal_opportunity_difference(y, pred, group)),
-          "equalized_odds": float(M.equalized_odds_difference(y, pred, group))}
+  """Accuracy, balanced accuracy, the positive rate and the seed's gaps of hard predictions on
+  the test split (one confusion table: ``evaluate.fairness_summary``)."""
+  from debiasjax.evaluate import fairness_summary
+  summary = fairness_summary(y, pred, group)
+  return {"positive_rate": float(np.mean(pred)),
+          **{k: summary[k] for k in ("accuracy", "balanced_accuracy", "demographic_parity",
+                                     "equal_opportunity", "equalized_odds")}}
+
+
+def _stacked_init(trainers, key, variables):
+  """The states of trainers that differ only in a hyper-parameter their state holds (η, λ),
+  from one initialisation, stacked for one ``train.fit(..., stacked=True)`` sweep."""
+  import jax.numpy as jnp
+  return jax.tree.map(lambda *a: jnp.stack(a), *[t.init(key, variables) for t in trainers])
 
 
 def dvge_on_latents(config, z: dict, labels: dict, *, seed: int,
@@ -352,8 +354,7 @@ def dvge_on_latents(config, z: dict, labels: dict, *, seed: int,
   trainers = [D.dvge_trainer(clf, clf, d_vars, eta1=e1, eta2=e2, epsilon=config.epsilon,
                              clip=config.clip, learning_rate=c.learning_rate) for e1, e2 in grid]
   g_key = jax.random.fold_in(key, 1)
-  init = clf.init(g_key, z_tr[:1])
-  states = jax.tree.map(lambda *a: jnp.stack(a), *[t.init(g_key, init) for t in trainers])
+  states = _stacked_init(trainers, g_key, clf.init(g_key, z_tr[:1]))
   k = len(grid)
   states = train.fit(trainers[0], states, {"x": z_tr, "y": y_tr}, key=jnp.stack([g_key] * k),
                      num_steps=steps(c.task_epochs), batch_size=min(c.batch_size, len(y_tr)),
@@ -375,8 +376,7 @@ def dvge_on_latents(config, z: dict, labels: dict, *, seed: int,
   lams = _floats(config.adversary_lams)
   net = D.ReversalNet(layers=c.layers, width=c.width)
   a_trainers = [D.reversal_trainer(net, lam=lam, learning_rate=c.learning_rate) for lam in lams]
-  a_init = net.init(g_key, z_tr[:1], 1.0, method="both")
-  a_states = jax.tree.map(lambda *a: jnp.stack(a), *[t.init(g_key, a_init) for t in a_trainers])
+  a_states = _stacked_init(a_trainers, g_key, net.init(g_key, z_tr[:1], 1.0, method="both"))
   a_states = train.fit(a_trainers[0], a_states, {"x": z_tr, "y": y_tr, "group": s_tr},
                        key=jnp.stack([g_key] * len(lams)), num_steps=steps(c.task_epochs),
                        batch_size=min(c.batch_size, len(y_tr)), stacked=True,

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -159,13 +158,12 @@ def produce(source: Source) -> None:
     log(f"\n== {source.name}: {source.command} (about {source.minutes:g} min)")
     env = {**os.environ, "PYTHONPATH": ROOT, "DEBIASJAX_COMMAND": source.command}
     subprocess.run(argv, cwd=ROOT, env=env, check=True)
-    os.makedirs(RECORDS, exist_ok=True)
-    produced = os.path.join(work, source.output or "r.json")
-    shutil.copyfile(produced, source.record + ".tmp")
-    os.replace(source.record + ".tmp", source.record)
-    for name, target in source.figures:
-      shutil.copyfile(os.path.join(work, name), os.path.join(ROOT, target) + ".tmp")
-      os.replace(os.path.join(ROOT, target) + ".tmp", os.path.join(ROOT, target))
+    from debiasjax.report import atomic_write
+    kept = [(source.output or "r.json", source.record)]
+    kept += [(name, os.path.join(ROOT, target)) for name, target in source.figures]
+    for name, target in kept:
+      with open(os.path.join(work, name), "rb") as f:
+        atomic_write(target, f.read())
   log(f"kept {os.path.relpath(source.record, ROOT)}")
 
 
