@@ -32,8 +32,8 @@ DEFAULT_PROTECTED = {"census": "sex", "adult": "sex", "german": "sex", "compas":
                      "bank": "age", "celeba": "Wearing_Necktie"}
 EXPLAINERS = ("lrp", "ig", "none")
 # Config fields that only apply to one kind of data.
-IMAGE_ONLY = {"data": ("accessory", "smile_strength", "target", "image_size", "n_train",
-                       "n_debias", "n_test"),
+IMAGE_ONLY = {"data": ("accessory", "second_phi", "smile_strength", "target", "image_size",
+                       "n_train", "n_debias", "n_test"),
               "model": ("width", "small_images", "weights")}
 TABLE_ONLY = {"data": ("n_rows",), "model": ("mlp_layers", "mlp_width", "dropout")}
 
@@ -66,11 +66,13 @@ def check_config(config) -> None:
     if not os.path.isfile(weights) or not weights.endswith((".pt", ".pth", ".npz")):
       raise ValueError(f"model.weights: expected an existing .pt, .pth or .npz file holding a "
                        f"torchvision ResNet's state_dict, got {weights!r}")
-  for field in ("phi", "debias_phi"):
+  for field in ("phi", "debias_phi", "second_phi"):
     if config.data.get(field) is not None:
       _checks.check_phi(config.data[field], field)
-  if kind == "images":
-    _checks.check_option("data.accessory", config.data.accessory, ("tie", "hat"))
+  if name == "faces":
+    from debiasjax.data.dataset import conjunction
+    from debiasjax.data.faces import ACCESSORIES
+    conjunction(config.data.accessory, ACCESSORIES, name="data.accessory")
   for field in ("train.epochs", "train.batch_size", "seed"):
     section, key = field.split(".") if "." in field else (None, field)
     value = config[section][key] if section else config[key]
@@ -115,10 +117,16 @@ def load_benchmark(config):
   phi = d.get("phi")
   phi = 0.8 if phi is None and data_kind(config) == "images" else phi
   if d.name == "faces":
+    second = d.get("second_phi")
+    if "+" in d.accessory:     # both accessories: each its own phi (the second's: second_phi)
+      phi = (phi, phi if second is None else second)
+      debias_phi = None if d.debias_phi is None else (d.debias_phi,) * 2
+    else:
+      debias_phi = d.debias_phi
     return data.faces_benchmark(phi=phi, n_train=d.n_train, n_debias=d.n_debias,
                                 n_test=d.n_test, image_size=d.image_size, accessory=d.accessory,
                                 smile_strength=d.smile_strength, seed=seed,
-                                debias_phi=d.debias_phi)
+                                debias_phi=debias_phi)
   if d.name == "celeba":
     from debiasjax.data import celeba
     return celeba.celeba_benchmark(d.data_dir, target=d.target, protected=protected, phi=phi,
@@ -184,6 +192,8 @@ def model_identity(config, bench) -> dict:
               "train": settings["train"]}
   identity["data"].pop("data_dir", None)
   identity["data"].pop("debias_phi", None)
+  if identity["data"].get("second_phi") is None:      # unset: the models cached before it exist
+    identity["data"].pop("second_phi", None)
   digest = hashlib.sha256()
   for array in (bench.train.x, bench.train.y):
     digest.update(np.ascontiguousarray(array).tobytes())

@@ -14,6 +14,7 @@ fine-tuning run for all seeds in one vmapped program each. A constant classifier
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -242,6 +243,7 @@ def dvge(config, workdir: str, *, command: str = "", overwrite: bool = False,
     raise ValueError(f"encoders: expected some of {list(ENCODERS)}, got {config.encoders!r}")
   if config.seeds < 1:
     raise ValueError(f"seeds: expected at least 1, got {config.seeds}")
+  dvge_grid(config)
   with report.run_outputs(workdir, overwrite=overwrite, outputs=DVGE_OUTPUTS) as stage:
     out = _dvge_outputs(config, encoders, stage, command=command, log=log)
   log(f"wrote {', '.join(DVGE_OUTPUTS)} to {workdir}")
@@ -349,10 +351,11 @@ def dvge_on_latents(config, z: dict, labels: dict, *, seed: int,
                               batch_size=c.batch_size, learning_rate=c.learning_rate, seed=seed)
   sens_acc = float(jnp.mean(jnp.argmax(clf.apply(d_vars, z_te), -1) == s_te))
 
-  # the η grid, one vmapped program
-  grid = [(e1, e2) for e2 in _floats(config.eta2) for e1 in _floats(config.eta1)]
+  # the grid of pushes (direction, step) and η, one vmapped program
+  grid = dvge_grid(config)
   trainers = [D.dvge_trainer(clf, clf, d_vars, eta1=e1, eta2=e2, epsilon=config.epsilon,
-                             clip=config.clip, learning_rate=c.learning_rate) for e1, e2 in grid]
+                             clip=config.clip, sensitive_direction=direction, step=step,
+                             learning_rate=c.learning_rate) for e1, e2, direction, step in grid]
   g_key = jax.random.fold_in(key, 1)
   states = _stacked_init(trainers, g_key, clf.init(g_key, z_tr[:1]))
   k = len(grid)
@@ -361,8 +364,8 @@ def dvge_on_latents(config, z: dict, labels: dict, *, seed: int,
                      stacked=True, seed=[seed] * k)
   g_vars = train.variables_of(states)
   preds = np.asarray(jax.vmap(lambda v: jnp.argmax(clf.apply(v, z_te), -1))(g_vars))
-  rows = [{"method": "DVGE", "eta1": e1, "eta2": e2, **_gaps(y_te, p, s_te)}
-          for (e1, e2), p in zip(grid, preds)]
+  rows = [{"method": "DVGE", "eta1": e1, "eta2": e2, "direction": direction, "step": step,
+           **_gaps(y_te, p, s_te)} for (e1, e2, direction, step), p in zip(grid, preds)]
 
   # baseline: g on the latents without the dimensions d leans on most
   dims = D.sensitive_dimensions(clf, d_vars, z_tr, count=config.removed_dims)
@@ -387,25 +390,58 @@ def dvge_on_latents(config, z: dict, labels: dict, *, seed: int,
            for lam, p in zip(lams, a_preds)]
 
   # the ablation: sensitive probes on the perturbed latents of every eta1 > 0 at probe_eta2
-  probe_grid = [i for i, (e1, e2) in enumerate(grid) if e1 > 0 and e2 == config.probe_eta2]
+  probe_grid = [i for i, (e1, e2, _, _) in enumerate(grid) if e1 > 0 and e2 == config.probe_eta2]
   pick = lambda i: jax.tree.map(lambda a: a[i], g_vars)
-  perturbed = [[D.perturbed_latents(clf, pick(i), clf, d_vars, zz, eta1=grid[i][0],
-                                    eta2=grid[i][1], epsilon=config.epsilon, clip=config.clip)
-                for i in probe_grid] for zz in (z_tr, z_te)]
+  signed = lambda e1, direction: e1 if direction == "toward" else -e1
+  perturbed = [[D.perturbed_latents(clf, pick(i), clf, d_vars, zz, eta1=signed(e1, direction),
+                                    eta2=e2, epsilon=config.epsilon, clip=config.clip, step=step)
+                for i in probe_grid for e1, e2, direction, step in [grid[i]]]
+               for zz in (z_tr, z_te)]
   sets_tr = jnp.stack([jnp.asarray(z_tr), zr_tr] + perturbed[0])
   sets_te = jnp.stack([jnp.asarray(z_te), zr_te] + perturbed[1])
   best, _ = D.probe_accuracy(clf, sets_tr, s_tr, sets_te, s_te, key=jax.random.fold_in(key, 2),
                              epochs=config.probe_epochs, batch_size=c.batch_size,
                              learning_rate=c.learning_rate)
-  probe_names = ["No removal", "Sens. dim. removed"] + [f"{grid[i][0]:g}" for i in probe_grid]
-  # what the perturbation does to d itself: its mean probability of its predicted class
+  probe_names = ["No removal", "Sens. dim. removed"] + [probe_name(grid[i]) for i in probe_grid]
+  # what the perturbation does to d itself (its mean probability of its predicted class) and
+  # the size of the push on the test latents, mean ‖z' − z‖₂
   confidence = lambda zz: float(jnp.mean(jnp.max(jax.nn.softmax(clf.apply(d_vars, zz)), -1)))
-  confidences = [confidence(zz) for zz in sets_te]
+  shift = lambda zz: float(jnp.mean(jnp.linalg.norm(zz - sets_te[0], axis=-1)))
   log(f"    seed {seed}: d's test accuracy {sens_acc:.3f}; probes "
       + ", ".join(f"{n} {b:.3f}" for n, b in zip(probe_names, np.asarray(best))))
   return {"rows": rows, "sensitive_accuracy": sens_acc,
           "probes": dict(zip(probe_names, map(float, np.asarray(best)))),
-          "sensitive_confidence": dict(zip(probe_names, confidences))}
+          "sensitive_confidence": {n: confidence(zz) for n, zz in zip(probe_names, sets_te)},
+          "shift": {n: shift(zz) for n, zz in zip(probe_names, sets_te)}}
+
+
+PUSHES = {("toward", "gradient"): "toward d (paper)", ("away", "gradient"): "away from d",
+          ("toward", "unit"): "toward d, unit step", ("away", "unit"): "away from d, unit step"}
+
+
+def dvge_grid(config) -> list[tuple]:
+  """``(eta1, eta2, direction, step)`` of every DVGE classifier the configuration asks for:
+  each push (``config.directions`` × ``config.steps``) over the η grid (``config.eta1`` for
+  the first push, ``config.other_eta1`` for the others); η1 = 0 once per step (its direction
+  does not matter)."""
+  directions = [d.strip() for d in str(config.directions).split(",") if d.strip()]
+  steps = [u.strip() for u in str(config.steps).split(",") if u.strip()]
+  from debiasjax.methods.representation import DIRECTIONS, STEPS
+  for name, values, allowed in (("directions", directions, DIRECTIONS),
+                                ("steps", steps, STEPS)):
+    if not values or any(v not in allowed for v in values):
+      raise ValueError(f"{name}: expected some of {list(allowed)}, got {config[name]!r}")
+  first = (directions[0], steps[0])
+  eta1 = lambda push: _floats(config.eta1 if push == first else config.other_eta1)
+  grid = [(e1, e2, d, u) for u in steps for d in directions for e2 in _floats(config.eta2)
+          for e1 in eta1((d, u)) if e1 > 0 or d == directions[0]]
+  unperturbed = (0.0, 0.0, *first)        # g on the codes as they are: the reference point
+  return grid if unperturbed in grid else [unperturbed] + grid
+
+
+def probe_name(point: tuple) -> str:
+  """``"<push>: <eta1>"``, the probe column of a grid point ``(eta1, eta2, direction, step)``."""
+  return f"{PUSHES[point[2], point[3]]}: {point[0]:g}"
 
 
 def _dvge_outputs(config, encoders, stage: str, *, command: str, log: Callable) -> dict:
@@ -453,9 +489,18 @@ DVGE_METRICS = (("accuracy", "Accuracy"), ("balanced_accuracy", "Bal.acc"),
                 ("equal_opportunity", "EOpp"), ("equalized_odds", "EO"))
 
 
+def _push(row: dict) -> tuple:
+  return row.get("direction", "toward"), row.get("step", "gradient")
+
+
 def _dvge_label(row: dict) -> str:
+  if row["method"] == "DVGE" and row["eta1"] == row["eta2"] == 0:
+    return "g on unperturbed codes (η = 0)"
   if row["method"] == "DVGE":
-    return f"DVGE η1={row['eta1']:g} η2={row['eta2']:g}"
+    push = "" if _push(row) == ("toward", "gradient") or row["eta1"] == 0 else \
+        f", {PUSHES[_push(row)]}"
+    step = ", unit step" if row["eta1"] == 0 and _push(row)[1] == "unit" else ""
+    return f"DVGE η1={row['eta1']:g} η2={row['eta2']:g}{push}{step}"
   if "lam" in row:
     return f"{row['method']} λ={row['lam']:g}"
   return row["method"]
@@ -491,6 +536,7 @@ def _dvge_summary(results: dict) -> dict:
                    for name in seeds[0]["probes"]},
         "sensitive_confidence": {name: _mean_sd([s["sensitive_confidence"][name] for s in seeds])
                                  for name in seeds[0]["sensitive_confidence"]},
+        "shift": {name: _mean_sd([s["shift"][name] for s in seeds]) for name in seeds[0]["shift"]},
         "sensitive_accuracy": _mean_sd([s["sensitive_accuracy"] for s in seeds])}
   return out
 
@@ -500,23 +546,35 @@ def _dvge_tables(summary: dict, encoders, markdown_table, eta2: float) -> dict:
   rows = [[ENCODERS[e], p["label"]] + [cell(p[k]) for k, _ in DVGE_METRICS]
           for e in encoders for p in summary[e]["points"]]
   tradeoff = markdown_table(["Encoder", "Classifier"] + [h for _, h in DVGE_METRICS], rows)
-  # the docs' summary: η1 = 0, the middle and the largest at the probes' η2, and the baselines
+  # the docs' summary: η1 = 0, the middle and the largest η1 of each push at the probes' η2,
+  # and the baselines
   def key_rows(points):
     dvge = [p for p in points if p["method"] == "DVGE" and p["eta2"] == eta2]
     etas = sorted({p["eta1"] for p in dvge})
     keep = {etas[0], etas[len(etas) // 2], etas[-1]}
-    return [p for p in points if p["method"] != "DVGE" or p in dvge and p["eta1"] in keep]
+    return [p for p in points if p["method"] != "DVGE" or p in dvge and p["eta1"] in keep
+            or p["eta1"] == p["eta2"] == 0]
   summary_rows = [[ENCODERS[e], p["label"]] + [cell(p[k]) for k, _ in DVGE_METRICS]
                   for e in encoders for p in key_rows(summary[e]["points"])]
   key = markdown_table(["Encoder", "Classifier"] + [h for _, h in DVGE_METRICS], summary_rows)
+  # the seed's ablation tables: a row per push, a column per η1
   names = list(summary[encoders[0]]["probes"])
-  probes = markdown_table(
-      ["Encoder", "measure", "d (test)"] + names[:2] + [f"η1 = {n}" for n in names[2:]],
-      [row for e in encoders for row in (
-          [ENCODERS[e], "best probe accuracy", cell(summary[e]["sensitive_accuracy"])]
-          + [cell(summary[e]["probes"][n]) for n in names],
-          [ENCODERS[e], "d's confidence", ""]
-          + [cell(summary[e]["sensitive_confidence"][n]) for n in names])])
+  pushes = list(dict.fromkeys(n.rsplit(": ", 1)[0] for n in names[2:]))
+  etas = list(dict.fromkeys(n.rsplit(": ", 1)[1] for n in names[2:]))
+  measures = (("best probe accuracy", "probes"), ("d's confidence", "sensitive_confidence"),
+              ("shift ‖z' − z‖", "shift"))
+  probe_rows = []
+  for e in encoders:
+    for label, field in measures:
+      values = summary[e][field]
+      for push in pushes:
+        first = [cell(summary[e]["sensitive_accuracy"]) if field == "probes" else ""]
+        probe_rows.append([ENCODERS[e], label, push] + first
+                          + [cell(values[n]) for n in names[:2]]
+                          + [cell(values[f"{push}: {eta}"]) if f"{push}: {eta}" in values
+                             else "" for eta in etas])
+  probes = markdown_table(["Encoder", "measure", "push", "d (test)"] + names[:2]
+                          + [f"η1 = {eta}" for eta in etas], probe_rows)
   return {"tradeoff": tradeoff, "summary": key, "probes": probes}
 
 
@@ -526,12 +584,14 @@ def _dvge_csv(results: dict) -> str:
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
   keys = [k for k, _ in DVGE_METRICS]
-  writer.writerow(["encoder", "seed", "method", "eta1", "eta2", "lam", *keys])
+  writer.writerow(["encoder", "seed", "method", "eta1", "eta2", "direction", "step", "lam",
+                   *keys])
   for encoder, seeds in results.items():
     for seed, s in enumerate(seeds):
       for r in s["rows"]:
         writer.writerow([encoder, seed, r["method"], r.get("eta1", ""), r.get("eta2", ""),
-                         r.get("lam", ""), *(r[k] for k in keys)])
+                         r.get("direction", ""), r.get("step", ""), r.get("lam", ""),
+                         *(r[k] for k in keys)])
   return buf.getvalue()
 
 
@@ -545,16 +605,25 @@ def _dvge_figures(summary: dict, encoders, stage: str, *, title: str) -> None:
     points = summary[encoder]["points"]
     for row, (gap, short) in enumerate(gaps):
       ax = axes[row, col]
-      dvge_points = [p for p in points if p["method"] == "DVGE"]
-      for eta2, marker in zip(sorted({p["eta2"] for p in dvge_points}), "os^D"):
-        line = [p for p in dvge_points if p["eta2"] == eta2]
+      plain = [p for p in points if p["method"] == "DVGE" and p["eta1"] == p["eta2"] == 0]
+      dvge_points = [p for p in points if p["method"] == "DVGE" and p not in plain]
+      zero = {(p["eta2"], _push(p)[1]): p for p in dvge_points if p["eta1"] == 0}
+      pushes = list(dict.fromkeys(_push(p) for p in dvge_points))
+      eta2s = sorted({p["eta2"] for p in dvge_points})
+      for (push, marker), eta2 in itertools.product(zip(pushes, "os^Dv"), eta2s):
+        line = [zero[eta2, push[1]]] * ((eta2, push[1]) in zero) + [
+            p for p in dvge_points if p["eta2"] == eta2 and _push(p) == push and p["eta1"] > 0]
         xs, ys = [p["accuracy"][0] for p in line], [p[gap][0] for p in line]
-        ax.plot(xs, ys, "-", color="0.75", lw=1, zorder=1)
+        ax.plot(xs, ys, "-" if eta2 == max(eta2s) else ":", color="0.75", lw=1, zorder=1)
         ax.errorbar(xs, ys, xerr=[p["accuracy"][1] for p in line],
                     yerr=[p[gap][1] for p in line], fmt="none", ecolor="0.6", lw=0.8, zorder=2)
         sc = ax.scatter(xs, ys, c=[p["eta1"] for p in line], cmap="viridis", marker=marker,
-                        vmin=0, vmax=max(p["eta1"] for p in dvge_points) or 1, s=36, zorder=3,
-                        label=f"DVGE, η2 = {eta2:g} (colour: η1)")
+                        vmin=0, vmax=max(p["eta1"] for p in dvge_points) or 1, s=30, zorder=3,
+                        alpha=1.0 if eta2 == max(eta2s) else 0.5,
+                        label=f"DVGE {PUSHES[push]}, η2 = {eta2:g}")
+      ax.errorbar([p["accuracy"][0] for p in plain], [p[gap][0] for p in plain],
+                  xerr=[p["accuracy"][1] for p in plain], yerr=[p[gap][1] for p in plain],
+                  fmt="P", color="tab:blue", ms=10, label="g on unperturbed codes")
       adv = [p for p in points if "lam" in p]
       ax.errorbar([p["accuracy"][0] for p in adv], [p[gap][0] for p in adv],
                   xerr=[p["accuracy"][1] for p in adv], yerr=[p[gap][1] for p in adv],
@@ -582,9 +651,11 @@ def _dvge_figures(summary: dict, encoders, stage: str, *, title: str) -> None:
   for ax, encoder in zip(axes[0], encoders):
     probes = summary[encoder]["probes"]
     names = [n for n in probes if n not in ("No removal", "Sens. dim. removed")]
-    etas = [float(n) for n in names]
-    ax.errorbar(etas, [probes[n][0] for n in names], yerr=[probes[n][1] for n in names],
-                fmt="o-", capsize=3, label="DVGE (perturbed latents)")
+    for push in dict.fromkeys(n.rsplit(": ", 1)[0] for n in names):
+      mine = [n for n in names if n.rsplit(": ", 1)[0] == push]
+      ax.errorbar([float(n.rsplit(": ", 1)[1]) for n in mine], [probes[n][0] for n in mine],
+                  yerr=[probes[n][1] for n in mine], fmt="o-", capsize=3, ms=4,
+                  label=f"DVGE {push}")
     for name, style in (("No removal", "--"), ("Sens. dim. removed", ":")):
       ax.axhline(probes[name][0], color="k", ls=style, lw=1, label=name)
     ax.set_xlabel("η1")

@@ -107,6 +107,22 @@ def write_german(folder, n=70):
     f.write("\n".join(" ".join(r) for r in zip(*cols)) + "\n")
 
 
+SOUTH_GERMAN_HEADER = ("laufkont laufzeit moral verw hoehe sparkont beszeit rate famges buerge "
+                       "wohnzeit verm alter weitkred wohn bishkred beruf pers telef gastarb kredit")
+
+
+def write_south_german(folder, n=200):
+  """Groemping's ``SouthGermanCredit.asc``: a header of German names, integer codes."""
+  ranges = {"laufkont": (1, 4), "laufzeit": (4, 72), "moral": (0, 4), "verw": (0, 10),
+            "hoehe": (250, 18000), "sparkont": (1, 5), "beszeit": (1, 5), "rate": (1, 4),
+            "famges": (1, 4), "buerge": (1, 3), "wohnzeit": (1, 4), "verm": (1, 4),
+            "alter": (19, 75), "weitkred": (1, 3), "wohn": (1, 3), "bishkred": (1, 4),
+            "beruf": (1, 4), "pers": (1, 2), "telef": (1, 2), "gastarb": (1, 2), "kredit": (0, 1)}
+  cols = [[str(v) for v in RNG.integers(lo, hi + 1, n)] for lo, hi in ranges.values()]
+  with open(os.path.join(folder, "SouthGermanCredit.asc"), "w") as f:
+    f.write(SOUTH_GERMAN_HEADER + "\n" + "\n".join(" ".join(r) for r in zip(*cols)) + "\n")
+
+
 ATTRS = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
          "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses "
          "Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache "

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from debiasjax.data.dataset import Benchmark, Split
+from debiasjax.data.dataset import Benchmark, Split, conjunction
 from debiasjax.data.splits import make_splits
 
 RAW_FILES = ("img_align_celeba.zip", "list_attr_celeba.txt", "list_eval_partition.txt",
@@ -221,24 +221,34 @@ def celeba_benchmark(data_dir: str, *, target: str = "Smiling",
 
   All records of ``splits`` form the pool; see :func:`debiasjax.data.splits.make_splits`.
   ``roi`` boxes are derived from landmarks for ``Wearing_Necktie`` and ``Wearing_Hat``.
+  ``protected`` may be a conjunction such as seed 003's ``"Male+Young"``: the group is 1 where
+  every attribute is (``attributes`` keeps each; ``roi`` is [N, K, 4] when each has a box).
   """
   notes = read_annotations(data_dir, splits=splits)
   names = notes["names"]
-  for arg, attr in (("target", target), ("protected", protected)):
-    if attr not in names:
-      raise ValueError(f"{arg}: unknown CelebA attribute {attr!r}; expected one of {names}")
+  if target not in names:
+    raise ValueError(f"target: unknown CelebA attribute {target!r}; expected one of {names}")
+  for part in str(protected).split("+"):
+    if part.strip() not in names:
+      raise ValueError(f"protected: unknown CelebA attribute {part.strip()!r}; expected one of "
+                       f"{names} or a conjunction of them such as 'Male+Young'")
+  parts = conjunction(protected, names)
   t = notes["attributes"][:, names.index(target)].astype(np.int32)
-  a = notes["attributes"][:, names.index(protected)].astype(np.int32)
+  each = notes["attributes"][:, [names.index(p) for p in parts]].astype(np.int32)
+  a = each.all(1).astype(np.int32)
   chosen = make_splits(t, a, phi=phi, n_test=n_test, n_train=n_train, n_debias=n_debias, seed=seed,
                        debias_phi=debias_phi)
   out = {}
   for name in ("train", "debias", "test"):
     idx = getattr(chosen, name)
-    roi = (landmark_roi(notes["landmarks"][idx], ROI_ATTRIBUTES[protected], image_size)
-           if protected in ROI_ATTRIBUTES else None)
+    roi = None
+    if all(p in ROI_ATTRIBUTES for p in parts):
+      boxes = [landmark_roi(notes["landmarks"][idx], ROI_ATTRIBUTES[p], image_size) for p in parts]
+      roi = boxes[0] if len(parts) == 1 else np.stack(boxes, 1)
     x = load_images(data_dir, [notes["records"][i] for i in idx], image_size=image_size)
-    out[name] = Split(x, t[idx], a[idx], roi)
+    out[name] = Split(x, t[idx], a[idx], roi, each[idx] if len(parts) > 1 else None)
   info = {"name": "celeba", "target": target, "protected": protected,
           "groups": [f"not {protected}", protected], "privileged": 1 if phi >= 0 else 0,
-          "image_size": image_size, "seed": seed, "splits": chosen.report}
+          "image_size": image_size, "seed": seed, "splits": chosen.report,
+          **({"attributes": parts} if len(parts) > 1 else {})}
   return Benchmark(out["train"], out["debias"], out["test"], info)

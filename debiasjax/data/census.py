@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from debiasjax.data.dataset import conjunction
 from debiasjax.data.tabular import Table, _groups
 
 WORKCLASS = ["Federal-gov", "Local-gov", "Private", "Self-emp-inc", "Self-emp-not-inc", "State-gov"]
@@ -49,12 +50,12 @@ def census(n: int = 20000, *, seed: int = 0, label_bias: float = 0.8,
     n: number of rows (>= 100).
     seed: rows are a deterministic function of the seed.
     label_bias: extra log-odds of a positive label for men (0 removes the label bias).
-    protected: the group attribute, ``"sex"`` (Male privileged) or ``"race"`` (White).
+    protected: the group attribute, ``"sex"`` (Male privileged), ``"race"`` (White) or their
+      conjunction ``"sex+race"`` (white men privileged; ``attributes`` keeps both).
   """
   if not isinstance(n, (int, np.integer)) or n < 100:
     raise ValueError(f"n: expected an int >= 100, got {n!r}")
-  if protected not in ("sex", "race"):
-    raise ValueError(f"protected: expected 'sex' or 'race', got {protected!r}")
+  parts = conjunction(protected, {"sex", "race"})
   rng = np.random.default_rng(seed)
   male = rng.random(n) < 0.67
   race = rng.choice(RACES, n, p=RACE_P)
@@ -94,7 +95,9 @@ def census(n: int = 20000, *, seed: int = 0, label_bias: float = 0.8,
     f, nm = _onehot(values, cats, name)
     features += f
     names += nm
-  group = (male if protected == "sex" else race == "White").astype(np.int32)
+  each = np.stack([male if p == "sex" else race == "White" for p in parts], 1).astype(np.int32)
   info = {"name": "census", "target": "income >50K", "protected": protected, "privileged": 1,
-          "groups": _groups(protected), "num_rows": n, "label_bias": label_bias}
-  return Table(np.stack(features, 1), y, group, names, info)
+          "groups": _groups(protected), "num_rows": n, "label_bias": label_bias,
+          **({"attributes": parts} if len(parts) > 1 else {})}
+  return Table(np.stack(features, 1), y, each.all(1).astype(np.int32), names, info,
+               each if len(parts) > 1 else None)

@@ -10,6 +10,8 @@ accessory and the smile always coincide, a small ResNet learns little but the ac
 (``accessory="tie"``) or a hat on the head (``accessory="hat"``). With a training
 correlation of phi = 0.8 the accessory predicts the label as well as the face does, and a
 classifier trained on such data leans on it: the shortcut the debiasing methods must remove.
+With ``accessory="tie+hat"`` a face may wear both, two protected attributes each at its own phi
+(seed 003's multiple sensitive attributes); the group is their conjunction.
 
 Nuisance variation (background, skin and shirt colours, face position and size, eye and mouth
 geometry, accessory colour and stripes, pixel noise) makes both cues require learning. Every
@@ -25,13 +27,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
-from debiasjax.data.dataset import Benchmark, Split
+from debiasjax.data.dataset import Benchmark, Split, conjunction
 from debiasjax._checks import binary_vector, check_phi
-from debiasjax.data.splits import cell_counts, split_report
+from debiasjax.data.splits import cell_counts, cell_proportions, rounded_counts, split_report
 
 ACCESSORIES = ("tie", "hat")
 _SKIN = np.array([[0.96, 0.80, 0.69], [0.87, 0.67, 0.53], [0.76, 0.57, 0.42],
@@ -60,13 +60,20 @@ def _draw_params(rng: np.random.Generator, target: np.ndarray, smile_strength: f
   )
 
 
-def _render_chunk(p: dict, protected: np.ndarray, accessory: str, size: int,
+def _accessory_colours(rng: np.random.Generator, n: int, k: int) -> dict:
+  """Colour and stripes of the k-th accessory (k >= 1; the first's are in ``_draw_params``)."""
+  return {f"acc_color{k + 1}": rng.uniform(0.05, 0.9, (n, 3)),
+          f"acc_stripes{k + 1}": rng.uniform(0, 1, n) < 0.4}
+
+
+def _render_chunk(p: dict, wears: np.ndarray, accessories: tuple, size: int,
                   noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Images [n, S, S, 3] and ROI boxes [n, K, 4] of ``wears`` [n, K] (one column per accessory)."""
   c = (np.arange(size) + 0.5) / size
   v, u = c[None, :, None], c[None, None, :]                      # rows, columns
   col = lambda k: p[k][:, None, None]
   rgb = lambda k: p[k][:, None, None, :]
-  n = protected.size
+  n = wears.shape[0]
   img = np.broadcast_to(rgb("bg") * (1 + col("bg_slope")[..., None] * (v[..., None] - 0.5)),
                         (n, size, size, 3)).copy()
   paint = lambda mask, colour: np.copyto(img, np.broadcast_to(colour, img.shape),
@@ -79,27 +86,33 @@ def _render_chunk(p: dict, protected: np.ndarray, accessory: str, size: int,
   collar = (v >= shoulder - 0.01) & (np.abs(u - cx) < 0.6 * (shoulder + 0.09 - v)) & body
   paint(neck | collar, rgb("skin"))
 
-  # Accessory box: the tie hangs from the collar to the bottom edge, the hat sits on the head.
-  aw = col("acc_width")
-  if accessory == "tie":
-    y0, y1 = shoulder + 0.005, np.full_like(shoulder, 0.985)
-    depth = (v - y0) / (y1 - y0)
-    half = aw * np.where(depth < 0.08, 0.6, np.minimum(1.0, 0.7 + 2.0 * depth))
-    half = np.where(depth > 0.9, aw * (1.0 - depth) / 0.1, half)
-    shape = (v >= y0) & (v <= y1) & (np.abs(u - cx) <= half)
-    x0, x1 = cx - aw, cx + aw
-  else:
+  def region(accessory):
+    """The accessory's pixels and box: the tie hangs from the collar to the bottom edge, the
+    hat sits on the head."""
+    aw = col("acc_width")
+    if accessory == "tie":
+      y0, y1 = shoulder + 0.005, np.full_like(shoulder, 0.985)
+      depth = (v - y0) / (y1 - y0)
+      half = aw * np.where(depth < 0.08, 0.6, np.minimum(1.0, 0.7 + 2.0 * depth))
+      half = np.where(depth > 0.9, aw * (1.0 - depth) / 0.1, half)
+      return (v >= y0) & (v <= y1) & (np.abs(u - cx) <= half), (y0, cx - aw, y1, cx + aw)
     top = cy - ry - col("hat_h")
     brim = np.abs((v - (cy - 0.8 * ry)) / 0.022) ** 2 + np.abs((u - cx) / (1.35 * rx)) ** 2 <= 1
     crown = (v >= top) & (v <= cy - 0.8 * ry) & (np.abs(u - cx) <= 0.85 * rx)
-    shape = brim | crown
-    y0, y1, x0, x1 = top, cy - 0.8 * ry + 0.022, cx - 1.35 * rx, cx + 1.35 * rx
-  stripes = (np.floor((v + u) * 40) % 2 == 0) & col("acc_stripes").astype(bool)
-  acc_rgb = np.where(stripes[..., None], 0.55 * rgb("acc_color"), rgb("acc_color"))
-  wears = protected[:, None, None].astype(bool)
+    return brim | crown, (top, cx - 1.35 * rx, cy - 0.8 * ry + 0.022, cx + 1.35 * rx)
 
-  if accessory == "tie":
-    np.copyto(img, acc_rgb, where=(shape & wears)[..., None])
+  drawn, boxes = {}, []
+  for k, accessory in enumerate(accessories):
+    shape, box = region(accessory)
+    suffix = "" if k == 0 else str(k + 1)
+    stripes = (np.floor((v + u) * 40) % 2 == 0) & col("acc_stripes" + suffix).astype(bool)
+    colour = rgb("acc_color" + suffix)
+    drawn[accessory] = (shape & wears[:, k, None, None].astype(bool),
+                        np.where(stripes[..., None], 0.55 * colour, colour))
+    boxes.append(np.stack(box, axis=-1)[:, 0, 0] * size)
+
+  if "tie" in drawn:                   # under the face
+    np.copyto(img, drawn["tie"][1], where=drawn["tie"][0][..., None])
   face = ((u - cx) / rx) ** 2 + ((v - cy) / ry) ** 2 <= 1
   paint(face, rgb("skin"))
   for side in (-1, 1):
@@ -121,14 +134,14 @@ def _render_chunk(p: dict, protected: np.ndarray, accessory: str, size: int,
   mouth = inside & (np.abs(v - (my + bend)) <= col("mouth_t") / 2)
   upper_lip = inside & (smile > 0.3) & (np.abs(v - my) <= col("mouth_t") / 3)
   paint(mouth | upper_lip, rgb("lips"))
-  if accessory == "hat":
-    np.copyto(img, acc_rgb, where=(shape & wears)[..., None])
+  if "hat" in drawn:                   # over the head
+    np.copyto(img, drawn["hat"][1], where=drawn["hat"][0][..., None])
 
   img += noise * col("noise")[..., None]
-  box = np.stack([y0, x0, y1, x1], axis=-1)[:, 0, 0] * size
-  roi = np.clip(np.stack([np.floor(box[:, 0]), np.floor(box[:, 1]),
-                          np.ceil(box[:, 2]), np.ceil(box[:, 3])], -1), 0, size).astype(np.int32)
-  return np.clip(img, 0, 1).astype(np.float32), roi
+  box = np.stack(boxes, axis=1)
+  roi = np.clip(np.stack([np.floor(box[..., 0]), np.floor(box[..., 1]),
+                          np.ceil(box[..., 2]), np.ceil(box[..., 3])], -1), 0, size)
+  return np.clip(img, 0, 1).astype(np.float32), roi.astype(np.int32)
 
 
 def render_faces(target, protected, *, seed: int = 0, image_size: int = 64,
@@ -138,21 +151,26 @@ def render_faces(target, protected, *, seed: int = 0, image_size: int = 64,
 
   Args:
     target: [N] binary, 1 = smiling.
-    protected: [N] binary, 1 = wears the accessory.
+    protected: [N] binary, 1 = wears the accessory; [N, K] for K accessories.
     seed: images are a deterministic function of the seed and the labels.
     image_size: side of the square images in pixels (>= 16).
-    accessory: ``"tie"`` or ``"hat"``.
+    accessory: ``"tie"``, ``"hat"`` or both, ``"tie+hat"`` (each with its own colour).
     smile_strength: scale of the mouth's response to the smile intensity (> 0).
 
   Returns:
-    ``(images, roi)``: float32 [N, S, S, 3] in [0, 1] and int32 [N, 4] boxes (y0, x0, y1, x1).
+    ``(images, roi)``: float32 [N, S, S, 3] in [0, 1] and int32 boxes (y0, x0, y1, x1), [N, 4]
+    for one accessory and [N, K, 4] for K.
   """
+  accessories = accessories_of(accessory)
   t = binary_vector("target", target)
-  a = binary_vector("protected", protected)
-  if t.shape != a.shape:
-    raise ValueError(f"mismatched lengths: target has {t.size}, protected has {a.size}")
-  if accessory not in ACCESSORIES:
-    raise ValueError(f"accessory: expected one of {ACCESSORIES}, got {accessory!r}")
+  wears = np.asarray(protected)
+  wears = wears[:, None] if wears.ndim == 1 and len(accessories) == 1 else wears
+  if wears.ndim != 2 or wears.shape[1] != len(accessories):
+    raise ValueError(f"protected: expected [N, {len(accessories)}] (a column per accessory of "
+                     f"{accessory!r}), got shape {np.shape(protected)}")
+  wears = np.stack([binary_vector("protected", w) for w in wears.T], 1)
+  if t.size != wears.shape[0]:
+    raise ValueError(f"mismatched lengths: target has {t.size}, protected has {wears.shape[0]}")
   if not isinstance(image_size, (int, np.integer)) or image_size < 16:
     raise ValueError(f"image_size: expected an int >= 16, got {image_size!r}")
   if isinstance(smile_strength, bool) \
@@ -161,15 +179,22 @@ def render_faces(target, protected, *, seed: int = 0, image_size: int = 64,
     raise ValueError(f"smile_strength: expected a positive finite number, got {smile_strength!r}")
   rng = np.random.default_rng(seed)
   params = _draw_params(rng, t, smile_strength)
+  for k in range(1, len(accessories)):
+    params.update(_accessory_colours(rng, t.size, k))
   images = np.empty((t.size, image_size, image_size, 3), np.float32)
-  roi = np.empty((t.size, 4), np.int32)
+  roi = np.empty((t.size, len(accessories), 4), np.int32)
   for start in range(0, t.size, _CHUNK):
     sl = slice(start, start + _CHUNK)
     noise = rng.standard_normal((min(_CHUNK, t.size - start), image_size, image_size, 3),
                                 dtype=np.float32)
-    images[sl], roi[sl] = _render_chunk({k: v[sl] for k, v in params.items()}, a[sl], accessory,
-                                        image_size, noise)
-  return images, roi
+    images[sl], roi[sl] = _render_chunk({k: v[sl] for k, v in params.items()}, wears[sl],
+                                        accessories, image_size, noise)
+  return images, (roi[:, 0] if len(accessories) == 1 else roi)
+
+
+def accessories_of(accessory: str) -> tuple:
+  """The accessories of ``"tie"``, ``"hat"`` or ``"tie+hat"`` (drawn in this order)."""
+  return tuple(conjunction(accessory, ACCESSORIES, name="accessory"))
 
 
 def _labels_for(counts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -179,10 +204,36 @@ def _labels_for(counts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
   return t[order], a[order]
 
 
-def faces_benchmark(*, phi: float = 0.8, n_train: int = 3000, n_debias: int = 2000,
+def _joint_labels(n: int, phis, rng: np.random.Generator, *, p_protected: float,
+                  p_target: float) -> tuple[np.ndarray, np.ndarray]:
+  """``n`` labels (target [n], accessories [n, K]): accessory k at Yule's ``phis[k]`` with the
+  target, the accessories independent given the target; cell counts rounded from
+  P(t) prod_k P(a_k | t)."""
+  joint = np.array([1 - p_target, p_target])
+  for phi in phis:
+    p = cell_proportions(phi, p_protected=p_protected, p_target=p_target)     # [a, t]
+    given_t = (p / p.sum(0, keepdims=True)).T                                 # [t, a]
+    joint = joint[..., None] * given_t.reshape((2,) + (1,) * (joint.ndim - 1) + (2,))
+  counts = rounded_counts(joint, n)
+  cells = np.array(list(np.ndindex(*counts.shape)))
+  labels = np.repeat(cells, counts.ravel(), axis=0)[rng.permutation(n)]
+  return labels[:, 0], labels[:, 1:]
+
+
+def _per_accessory(value, name: str, k: int) -> tuple:
+  values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * k
+  if len(values) != k:
+    raise ValueError(f"{name}: expected one phi or one per accessory ({k}), got {value!r}")
+  return tuple(check_phi(v, name) for v in values)
+
+
+_PROTECTED_NAME = {"tie": "wears_necktie", "hat": "wears_hat"}
+
+
+def faces_benchmark(*, phi=0.8, n_train: int = 3000, n_debias: int = 2000,
                     n_test: int = 2000, image_size: int = 64, accessory: str = "tie",
                     seed: int = 0, p_protected: float = 0.5, p_target: float = 0.5,
-                    smile_strength: float = 2.0, debias_phi: Optional[float] = None) -> Benchmark:
+                    smile_strength: float = 2.0, debias_phi=None) -> Benchmark:
   """The faces benchmark: train and debias at Yule's ``phi``, test balanced over the 4 cells.
 
   ``smile_strength`` scales the mouth's response to the smile intensity (2 by default: a
@@ -191,28 +242,57 @@ def faces_benchmark(*, phi: float = 0.8, n_train: int = 3000, n_debias: int = 20
   ``phi``); the train split does not depend on it. Returns a :class:`Benchmark` whose ``info``
   names the attributes, the privileged group (the accessory wearers, who receive the favourable
   label more often when phi > 0) and the split report with each split's counts and achieved phi.
+
+  With ``accessory="tie+hat"`` both accessories are protected attributes, each at its own
+  Yule's phi with the smile (``phi`` and ``debias_phi`` take one value or one per accessory),
+  independent of each other given the smile; the test split is balanced over the 8 (tie, hat,
+  smile) cells. ``group`` is their conjunction (wears both), ``attributes`` [N, 2] and ``roi``
+  [N, 2, 4] keep each; ``info["attribute_splits"]`` reports each accessory's achieved phi.
   """
-  phi = check_phi(phi)
-  debias_phi = phi if debias_phi is None else check_phi(debias_phi, "debias_phi")
+  accessories = accessories_of(accessory)
+  k = len(accessories)
+  phis = _per_accessory(phi, "phi", k)
+  debias_phis = phis if debias_phi is None else _per_accessory(debias_phi, "debias_phi", k)
   for name, n in (("n_train", n_train), ("n_debias", n_debias), ("n_test", n_test)):
     if not isinstance(n, (int, np.integer)) or n < 4:
       raise ValueError(f"{name}: expected an int >= 4, got {n!r}")
   seeds = np.random.SeedSequence(seed).spawn(4)
   label_rng = np.random.default_rng(seeds[3])
-  plan = {"train": cell_counts(n_train, phi, p_protected=p_protected, p_target=p_target),
-          "debias": cell_counts(n_debias, debias_phi, p_protected=p_protected, p_target=p_target),
-          "test": cell_counts(n_test, 0.0)}
+  marginals = {"p_protected": p_protected, "p_target": p_target}
+  if k == 1:
+    plan = {"train": cell_counts(n_train, phis[0], **marginals),
+            "debias": cell_counts(n_debias, debias_phis[0], **marginals),
+            "test": cell_counts(n_test, 0.0)}
+    draw = {name: (lambda counts=counts: _labels_for(counts, label_rng))
+            for name, counts in plan.items()}
+  else:
+    plan = {"train": (n_train, phis, marginals), "debias": (n_debias, debias_phis, marginals),
+            "test": (n_test, (0.0,) * k, {"p_protected": 0.5, "p_target": 0.5})}
+    draw = {name: (lambda n=n, ps=ps, m=m: _joint_labels(n, ps, label_rng, **m))
+            for name, (n, ps, m) in plan.items()}
   splits, labels = {}, {}
-  for (name, counts), ss in zip(plan.items(), seeds):
-    t, a = _labels_for(counts, label_rng)
+  for (name, labelled), ss in zip(draw.items(), seeds):
+    t, a = labelled()
+    a = a.reshape(len(t), k)
     x, roi = render_faces(t, a, seed=int(ss.generate_state(1)[0]), image_size=image_size,
                           accessory=accessory, smile_strength=smile_strength)
-    splits[name] = Split(x, t.astype(np.int32), a.astype(np.int32), roi)
+    group = a.all(1).astype(np.int32)
+    splits[name] = Split(x, t.astype(np.int32), group, roi,
+                         a.astype(np.int32) if k > 1 else None)
     labels[name] = (t, a)
+  protected = [_PROTECTED_NAME[acc] for acc in accessories]
   info = {
-      "name": f"faces-{accessory}", "target": "smiling",
-      "protected": "wears_necktie" if accessory == "tie" else "wears_hat",
-      "groups": ["no " + accessory, accessory], "privileged": 1 if phi >= 0 else 0,
-      "image_size": image_size, "seed": seed, "splits": split_report(phi, debias_phi, **labels),
+      "name": f"faces-{accessory}", "target": "smiling", "protected": "+".join(protected),
+      "groups": ["no " + accessory, accessory] if k == 1 else ["not " + accessory, accessory],
+      "privileged": 1 if min(phis) >= 0 else 0,
+      "image_size": image_size, "seed": seed,
+      "splits": split_report(phis[0] if k == 1 else None, debias_phis[0] if k == 1 else None,
+                             **{n: (t, a.all(1)) for n, (t, a) in labels.items()}),
   }
+  if k > 1:
+    info["attributes"] = protected
+    info["attribute_splits"] = {
+        attr: split_report(phis[j], debias_phis[j],
+                           **{n: (t, a[:, j]) for n, (t, a) in labels.items()})
+        for j, attr in enumerate(protected)}
   return Benchmark(splits["train"], splits["debias"], splits["test"], info)

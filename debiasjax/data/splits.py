@@ -69,13 +69,19 @@ def cell_proportions(phi: float, *, p_protected: float = 0.5, p_target: float = 
 def cell_counts(total: int, phi: float, *, p_protected: float = 0.5,
                 p_target: float = 0.5) -> np.ndarray:
   """Integer cell counts ``[a, t]`` summing to ``total`` (largest-remainder rounding)."""
+  return rounded_counts(cell_proportions(phi, p_protected=p_protected, p_target=p_target), total)
+
+
+def rounded_counts(proportions: np.ndarray, total: int) -> np.ndarray:
+  """Integer counts of the shape of ``proportions`` (summing to 1) that sum to ``total``:
+  largest-remainder rounding of ``proportions * total``."""
   if not isinstance(total, (int, np.integer)) or total < 0:
     raise ValueError(f"total: expected a non-negative int, got {total!r}")
-  exact = cell_proportions(phi, p_protected=p_protected, p_target=p_target).ravel() * total
+  exact = np.asarray(proportions, np.float64).ravel() * total
   counts = np.floor(exact).astype(np.int64)
   remainder = int(total - counts.sum())
   counts[np.argsort(-(exact - counts), kind="stable")[:remainder]] += 1
-  return counts.reshape(2, 2)
+  return counts.reshape(np.shape(proportions))
 
 
 class Splits(NamedTuple):

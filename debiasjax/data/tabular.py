@@ -32,7 +32,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from debiasjax.data.dataset import Benchmark, Split
+from debiasjax.data.dataset import Benchmark, Split, conjunction
 from debiasjax.data.splits import make_splits, split_report
 
 # pandas' default missing-value markers, which AIF360's read_csv calls inherit.
@@ -41,12 +41,15 @@ _NA = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.
 
 
 class Table(NamedTuple):
-  """A tabular dataset: features, favourable label, protected group and feature names."""
+  """A tabular dataset: features, favourable label, protected group and feature names; for a
+  conjunction of protected attributes (``protected="a+b"``) ``group`` is 1 where every one is
+  privileged and ``attributes`` [N, K] keeps each."""
   x: np.ndarray               # [N, D] float32
   y: np.ndarray               # [N] int32, 1 = favourable
   group: np.ndarray           # [N] int32, 1 = privileged
   feature_names: list
   info: dict
+  attributes: Optional[np.ndarray] = None     # [N, K] int32, with K > 1 protected attributes
 
 
 def _missing(path: str, source: str) -> FileNotFoundError:
@@ -131,7 +134,9 @@ def _to_number(v):
 def _standard_table(names: list, rows: list, *, label: str, favourable: Callable,
                     protected: dict, categorical: Sequence[str], keep: Sequence[str] = (),
                     drop: Sequence[str] = (), group: str, info: dict) -> Table:
-  """AIF360's StandardDataset steps 3-7 on raw string rows."""
+  """AIF360's StandardDataset steps 3-7 on raw string rows. ``group`` names the protected
+  attribute, or a conjunction ``"a+b"`` of several (privileged where all are)."""
+  parts = conjunction(group, protected)
   keep_set = (set(keep) or set(names)) | set(protected) | set(categorical) | {label}
   cols = [c for c in names if c in keep_set and c not in drop]
   pos = {c: names.index(c) for c in cols}
@@ -163,15 +168,12 @@ def _standard_table(names: list, rows: list, *, label: str, favourable: Callable
       feature_names.append(f"{c}={category:g}" if isinstance(category,
                                                              float) else f"{c}={category}")
   y = np.asarray([favourable(value(label, v)) for v in column[label]], np.int32)
-  g = np.asarray([protected[group](value(group, v)) for v in column[group]], np.int32)
+  each = np.asarray([[protected[c](value(c, v)) for v in column[c]] for c in parts], np.int32).T
   x = np.stack(features, axis=1).astype(np.float32)
-  return Table(x, y, g, feature_names, {**info, "protected": group, "privileged": 1,
-                                        "num_rows": int(y.size)})
-
-
-def _check_choice(name: str, value, options) -> None:
-  if value not in options:
-    raise ValueError(f"{name}: expected one of {sorted(options)}, got {value!r}")
+  extra = {"attributes": parts} if len(parts) > 1 else {}
+  return Table(x, y, each.all(1).astype(np.int32), feature_names,
+               {**info, "protected": group, "privileged": 1, "num_rows": int(y.size), **extra},
+               each if len(parts) > 1 else None)
 
 
 _UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
@@ -187,7 +189,7 @@ def adult(path: str, *, protected: str = "sex") -> Table:
     path: folder holding ``adult.data`` and ``adult.test`` as downloaded from UCI.
     protected: ``"sex"`` (Male privileged) or ``"race"`` (White privileged).
   """
-  _check_choice("protected", protected, {"sex", "race"})
+  conjunction(protected, {"sex", "race"})
   train = _resolve(path, "adult.data", f"{_UCI}/adult/adult.data")
   test = _resolve(os.path.dirname(train), "adult.test", f"{_UCI}/adult/adult.test")
   read = functools.partial(
@@ -240,7 +242,7 @@ def compas(path: str, *, protected: str = "race") -> Table:
     protected: ``"race"`` (Caucasian privileged) or ``"sex"`` (Female privileged, AIF360's
       convention).
   """
-  _check_choice("protected", protected, {"sex", "race"})
+  conjunction(protected, {"sex", "race"})
   source = ("https://raw.githubusercontent.com/propublica/compas-analysis/master/"
             "compas-scores-two-years.csv")
   names, rows = _read(_resolve(path, "compas-scores-two-years.csv", source),
@@ -292,18 +294,21 @@ def german(path: str, *, protected: str = "sex") -> Table:
   ``personal_status``, male privileged, or ``age`` > 25 privileged) or Groemping's corrected
   ``SouthGermanCredit.asc``. The latter's ``famges`` code 2 mixes "female non-single" with "male
   single", so sex cannot be recovered from it and only ``protected="age"`` is available.
+  ``foreign_worker`` (privileged: not a foreign worker; Statlog code A202, South German code 2)
+  serves in conjunctions such as seed 003's ``"age+foreign_worker"``.
 
   Args:
     path: folder (or file) with ``german.data`` or ``SouthGermanCredit.asc``.
-    protected: ``"sex"`` or ``"age"``.
+    protected: ``"sex"``, ``"age"``, ``"foreign_worker"`` or a conjunction such as
+      ``"age+foreign_worker"``.
   """
-  _check_choice("protected", protected, {"sex", "age"})
+  parts = conjunction(protected, {"sex", "age", "foreign_worker"})
   folder = path if os.path.isdir(path) else os.path.dirname(path)
   south = os.path.join(folder, "SouthGermanCredit.asc")
   statlog = os.path.join(folder, "german.data")
   chosen = path if os.path.isfile(path) else (statlog if os.path.isfile(statlog) else south)
   if os.path.basename(chosen) == "SouthGermanCredit.asc" and os.path.isfile(chosen):
-    if protected == "sex":
+    if "sex" in parts:
       raise ValueError("protected: 'sex' is not recoverable from SouthGermanCredit.asc (famges "
                        "code 2 is 'female non-single or male single'); use protected='age' or "
                        "the Statlog file german.data")
@@ -312,12 +317,12 @@ def german(path: str, *, protected: str = "sex") -> Table:
     names = [_SOUTH_GERMAN.get(n.strip('"'), n.strip('"')) for n in names]
     return _standard_table(
         names, rows, label="credit_risk", favourable=lambda v: v == 1,
-        protected={"age": lambda v: v > 25},
+        protected={"age": lambda v: v > 25, "foreign_worker": lambda v: v == 2},
         categorical=["status", "credit_history", "purpose", "savings", "employment_duration",
                      "other_debtors", "property", "other_installment_plans", "housing", "job",
-                     "telephone", "foreign_worker"], drop=["personal_status_sex"], group="age",
-        info={"name": "south_german_credit", "target": "good credit",
-              "groups": ["age <= 25", "age > 25"]})
+                     "telephone", "foreign_worker"], drop=["personal_status_sex"],
+        group=protected, info={"name": "south_german_credit", "target": "good credit",
+                               "groups": _groups(protected, "german")})
   if not os.path.isfile(chosen):
     raise _missing(statlog, f"{_UCI}/statlog/german/german.data (or the South German Credit "
                    "data set, SouthGermanCredit.asc, from the UCI repository)")
@@ -332,15 +337,22 @@ def german(path: str, *, protected: str = "sex") -> Table:
           for r in rows]
   return _standard_table(
       names, rows, label="credit", favourable=lambda v: v == 1,
-      protected={"sex": lambda v: v == "male", "age": lambda v: v > 25},
+      protected={"sex": lambda v: v == "male", "age": lambda v: v > 25,
+                 "foreign_worker": lambda v: v == "A202"},
       categorical=["status", "credit_history", "purpose", "savings", "employment",
                    "other_debtors", "property", "installment_plans", "housing", "skill_level",
                    "telephone", "foreign_worker"], drop=["personal_status"], group=protected,
-      info={"name": "german", "target": "good credit",
-            "groups": ["female", "male"] if protected == "sex" else ["age <= 25", "age > 25"]})
+      info={"name": "german", "target": "good credit", "groups": _groups(protected, "german")})
 
 
 def _groups(protected: str, dataset: str = "adult") -> list:
+  """Names of the unprivileged and the privileged group (of a conjunction: all privileged)."""
+  if "+" in protected:
+    both = " and ".join(_groups(p, dataset)[1] for p in protected.split("+"))
+    return [f"not ({both})", both]
+  if dataset == "german":
+    return {"sex": ["female", "male"], "age": ["age <= 25", "age > 25"],
+            "foreign_worker": ["foreign worker", "not a foreign worker"]}[protected]
   if protected == "sex":
     return ["male", "female"] if dataset == "compas" else ["female", "male"]
   return {"adult": ["non-white", "white"], "compas": ["non-caucasian", "caucasian"]}[dataset]
@@ -384,6 +396,8 @@ def table_benchmark(table: Table, *, seed: int = 0, fractions: tuple = (0.6, 0.2
     s = make_splits(table.y, table.group, phi=phi, n_test=n_test, seed=seed, debias_phi=debias_phi)
     index, report = [s.train, s.debias, s.test], s.report
   xs = standardize(*(table.x[i] for i in index))
-  splits = [Split(x, table.y[i], table.group[i]) for x, i in zip(xs, index)]
+  each = table.attributes
+  splits = [Split(x, table.y[i], table.group[i], None, None if each is None else each[i])
+            for x, i in zip(xs, index)]
   info = {**table.info, "feature_names": table.feature_names, "splits": report, "seed": seed}
   return Benchmark(*splits, info)

@@ -12,9 +12,10 @@ from debiasjax.report import pyplot, save_png
 
 
 def _box(ax, roi, color="black"):
+  """Draws the box ``(y0, x0, y1, x1)``, or each of K boxes [K, 4]."""
   from matplotlib.patches import Rectangle
-  y0, x0, y1, x1 = (float(v) for v in roi)
-  ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=color))
+  for y0, x0, y1, x1 in np.asarray(roi, np.float32).reshape(-1, 4):
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=color))
 
 
 def _show_map(ax, m, lim=None):
@@ -35,7 +36,8 @@ def heatmap_grid(images, maps, roi, path: str, *, titles: Optional[Sequence[str]
   scale and colorbar) with its ROI box.
 
   Args:
-    images: [N, H, W, C] images; maps: [N, H, W] heatmaps; roi: [N, 4] boxes (y0, x0, y1, x1).
+    images: [N, H, W, C] images; maps: [N, H, W] heatmaps; roi: [N, 4] boxes (y0, x0, y1, x1)
+      or [N, K, 4] (a box per protected attribute).
     titles: a title per image (e.g. its groups and the model's score).
     label: the colorbar's label.
   """
@@ -74,7 +76,8 @@ def cell_average_figure(maps_by_model: Mapping[str, np.ndarray], group, y, roi, 
 
   Args:
     maps_by_model: name -> [N, H, W] heatmaps of the same N images (signed, per image scaled).
-    group, y: [N] protected attribute and target of those images; roi: [N, 4] boxes.
+    group, y: [N] protected attribute and target of those images; roi: [N, 4] or [N, K, 4]
+      boxes.
     titles: column titles by name (default: the name; differences add "minus <reference>").
   """
   group, y, roi = np.asarray(group), np.asarray(y), np.asarray(roi, np.float32)

@@ -20,6 +20,11 @@ The clip, three ways (``clip=``):
   ``v`` only from below;
 * ``"none"``: no clip, what the reference code (``DexterJZ/DVGE``) does.
 
+The step (``step=``): ``"gradient"`` (the paper) uses the raw focus, whose size is the
+classifier's logit gradient and can dwarf the latents' spread (then any η saturates the clip);
+``"unit"`` uses its direction ``F / ‖F‖`` per row, so that η is the step's length in latent
+units, whatever the classifiers' scale.
+
 Also here: the VAE objectives (ELBO with a Bernoulli or Gaussian likelihood, β-VAE, FactorVAE's
 total-correlation penalty with its permuted-code critic) and their :class:`Trainer`.
 
@@ -47,6 +52,7 @@ from debiasjax.train import CriticState, Trainer, weighted_cross_entropy
 
 CLIPS = ("symmetric", "literal", "none")
 DIRECTIONS = ("toward", "away")
+STEPS = ("gradient", "unit")
 KINDS = ("vae", "beta", "factor")
 
 
@@ -212,16 +218,25 @@ def clip_perturbation(v: jax.Array, epsilon, clip: str = "symmetric") -> jax.Arr
   raise ValueError(f"clip: expected one of {list(CLIPS)}, got {clip!r}")
 
 
+def unit_rows(f: jax.Array, unit=True) -> jax.Array:
+  """``f / ‖f‖₂`` per row where ``unit`` (a traced flag is fine), ``f`` elsewhere; a zero row
+  stays zero."""
+  norm = jnp.linalg.norm(f, axis=-1, keepdims=True)
+  return jnp.where(unit, f / jnp.where(norm > 0, norm, 1.0), f)
+
+
 def perturb(z, sensitive_focus, task_focus, *, eta1, eta2, epsilon=1.0,
-            clip: str = "symmetric") -> jax.Array:
-  """``z' = z + Clip_ε(η1 F_sens − η2 F_task)``."""
-  return z + clip_perturbation(eta1 * sensitive_focus - eta2 * task_focus, epsilon, clip)
+            clip: str = "symmetric", unit=False) -> jax.Array:
+  """``z' = z + Clip_ε(η1 F_sens − η2 F_task)``; with ``unit``, each focus is first scaled to
+  unit length per row (``step="unit"``)."""
+  step = eta1 * unit_rows(sensitive_focus, unit) - eta2 * unit_rows(task_focus, unit)
+  return z + clip_perturbation(step, epsilon, clip)
 
 
 class DVGEState(NamedTuple):
-  """The task classifier's training state, with ``eta1`` / ``eta2`` as scalar arrays (so K
-  states of different η stack into one vmapped sweep) and the frozen sensitive classifier's
-  variables."""
+  """The task classifier's training state, with ``eta1`` / ``eta2`` and the step's ``unit``
+  flag as scalar arrays (so K states of different η, direction or step stack into one vmapped
+  sweep) and the frozen sensitive classifier's variables."""
   step: jax.Array
   params: Any
   model_state: Any
@@ -229,20 +244,22 @@ class DVGEState(NamedTuple):
   eta1: jax.Array
   eta2: jax.Array
   sensitive: Any
+  unit: jax.Array
 
 
-def _check_dvge(eta1, eta2, epsilon, clip) -> None:
+def _check_dvge(eta1, eta2, epsilon, clip, step="gradient") -> None:
   for name, value in (("eta1", eta1), ("eta2", eta2), ("epsilon", epsilon)):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
         or not (np.isfinite(value) and value >= 0):
       raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
   _checks.check_option("clip", clip, CLIPS)
+  _checks.check_option("step", step, STEPS)
 
 
 def dvge_trainer(task_model: nn.Module, sensitive_model: nn.Module, sensitive_variables: Any,
                  *, eta1: float = 0.1, eta2: float = 0.4, epsilon: float = 1.0,
                  clip: str = "symmetric", sensitive_direction: str = "toward",
-                 learning_rate: float = 1e-4) -> Trainer:
+                 step: str = "gradient", learning_rate: float = 1e-4) -> Trainer:
   """The task classifier ``g`` trained on ``z' = z + Clip_ε(η1 ∇d − η2 ∇g)`` (module doc).
 
   Args:
@@ -255,12 +272,14 @@ def dvge_trainer(task_model: nn.Module, sensitive_model: nn.Module, sensitive_va
       signed η1, so both directions stack in one sweep.
     epsilon: the clip's bound per latent coordinate (the prior's scale is 1).
     clip: ``"symmetric"`` (default), ``"literal"`` or ``"none"`` (module doc).
+    step: ``"gradient"`` (the paper: the raw focus) or ``"unit"`` (its direction per row, so
+      η is the step's length; module doc).
     learning_rate: Adam's (the reference: 1e-4 for ``g``).
 
   Batches: ``{"x": latents, "y": task labels, "weight": optional}``. ``init(key, variables)``
   takes ``g``'s initial variables. Metrics: ``loss`` and ``shift`` (mean ‖z' − z‖₂).
   """
-  _check_dvge(eta1, eta2, epsilon, clip)
+  _check_dvge(eta1, eta2, epsilon, clip, step)
   _checks.check_option("sensitive_direction", sensitive_direction, DIRECTIONS)
   tx = optax.adam(learning_rate)
   signed_eta1 = eta1 if sensitive_direction == "toward" else -eta1
@@ -270,7 +289,8 @@ def dvge_trainer(task_model: nn.Module, sensitive_model: nn.Module, sensitive_va
     params = variables["params"]
     return DVGEState(jnp.zeros((), jnp.int32), params,
                      {k: v for k, v in variables.items() if k != "params"}, tx.init(params),
-                     jnp.float32(signed_eta1), jnp.float32(eta2), sensitive_variables)
+                     jnp.float32(signed_eta1), jnp.float32(eta2), sensitive_variables,
+                     jnp.asarray(step == "unit"))
 
   def update(state, batch, key):
     del key
@@ -279,7 +299,7 @@ def dvge_trainer(task_model: nn.Module, sensitive_model: nn.Module, sensitive_va
     f_task = focus(lambda z: task_model.apply({"params": state.params, **state.model_state}, z),
                    z)
     shifted = perturb(z, f_sens, f_task, eta1=state.eta1, eta2=state.eta2, epsilon=epsilon,
-                      clip=clip)
+                      clip=clip, unit=state.unit)
 
     def loss_fn(params):
       logits = task_model.apply({"params": params, **state.model_state}, shifted)
@@ -382,13 +402,15 @@ def remove_dimensions(z, dims) -> jax.Array:
 
 def perturbed_latents(task_model: nn.Module, task_variables, sensitive_model: nn.Module,
                       sensitive_variables, z, *, eta1, eta2, epsilon: float = 1.0,
-                      clip: str = "symmetric") -> jax.Array:
+                      clip: str = "symmetric", step: str = "gradient") -> jax.Array:
   """``z'`` of trained models: ``z + Clip_ε(η1 ∇d − η2 ∇g)`` with ``g`` the task classifier
-  as trained (what the probes of the ablation read)."""
+  as trained (what the probes of the ablation read); a negative ``eta1`` pushes away from
+  ``d``'s prediction (``sensitive_direction="away"``)."""
   z = jnp.asarray(z)
   f_sens = focus(lambda z: sensitive_model.apply(sensitive_variables, z), z)
   f_task = focus(lambda z: task_model.apply(task_variables, z), z)
-  return perturb(z, f_sens, f_task, eta1=eta1, eta2=eta2, epsilon=epsilon, clip=clip)
+  return perturb(z, f_sens, f_task, eta1=eta1, eta2=eta2, epsilon=epsilon, clip=clip,
+                 unit=step == "unit")
 
 
 # --- The seed's adversarial baseline: a gradient-reversal encoder -----------------------------
@@ -501,7 +523,8 @@ def build_vae(x, *, latents: int = 10, hidden=(64, 64)) -> VAE:
 
 
 def dvge(*, encoder: str = "factor", eta1: float = 0.5, eta2: float = 0.4, epsilon: float = 1.0,
-         clip: str = "symmetric", sensitive_direction: str = "toward", latents: int = 10,
+         clip: str = "symmetric", sensitive_direction: str = "toward", step: str = "gradient",
+         latents: int = 10,
          vae_epochs: int = 20,
          vae_learning_rate: float = 5e-4, gamma: float = 6.4, classifier_layers: int = 3,
          classifier_width: int = 256, learning_rate: float = 1e-3, sensitive_epochs: int = 20,
@@ -513,7 +536,7 @@ def dvge(*, encoder: str = "factor", eta1: float = 0.5, eta2: float = 0.4, epsil
   model under test is not used: DVGE learns its own representation (the paper's setting).
   Defaults are sized for a CPU (the reference: 5 × 1000 classifiers, 100 epochs); see
   ``experiments/configs/dvge.py`` for the reproduction's."""
-  _check_dvge(eta1, eta2, epsilon, clip)
+  _check_dvge(eta1, eta2, epsilon, clip, step)
   _checks.check_option("sensitive_direction", sensitive_direction, DIRECTIONS)
   _checks.check_option("encoder", encoder, ("factor", "vae"))
   for name, value in (("latents", latents), ("vae_epochs", vae_epochs),
@@ -549,7 +572,7 @@ def dvge(*, encoder: str = "factor", eta1: float = 0.5, eta2: float = 0.4, epsil
                                    batch_size=batch, learning_rate=learning_rate)
     g_model = latent_classifier(layers=classifier_layers, width=classifier_width)
     task = dvge_trainer(g_model, d_model, d_variables, eta1=eta1, eta2=eta2, epsilon=epsilon,
-                        clip=clip, sensitive_direction=sensitive_direction,
+                        clip=clip, sensitive_direction=sensitive_direction, step=step,
                         learning_rate=learning_rate)
     g_state = run(task, task.init(g_key, g_model.init(g_key, z[:1])), {"x": z, "y": y},
                   key=g_key, num_steps=task_epochs * per_epoch, batch_size=batch)

@@ -3,6 +3,11 @@ ablation (Zhang et al. 2023) on the faces or a table.
 
   python -m experiments.dvge                                            # faces (tie), ~25 min
   python -m experiments.dvge --config=experiments/configs/dvge.py:census
+  python -m experiments.dvge --config=experiments/configs/dvge.py:census \
+      --config.data.protected=sex+race                       # two sensitive attributes
+  python -m experiments.dvge --config.data.accessory=tie+hat          # faces: tie and hat
+  python -m experiments.dvge --config=experiments/configs/dvge.py:german \
+      --config.data.data_dir=~/data/south_german --config.data.protected=age+foreign_worker
   python -m experiments.dvge --config=experiments/configs/dvge.py:celeba \
       --config.data.data_dir=~/tfds --config.data.target=Oval_Face --config.data.protected=Male
 
@@ -39,10 +44,15 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
       "sensitive_epochs": 20, "task_epochs": 20})
   config.seeds = 3                        # classifier seeds (d, g, probes) per trained VAE
   config.eta1 = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
-  config.eta2 = "0,0.4"                   # the reference scripts' 0.4, and none
+  config.eta2 = "0.4"                     # the reference scripts' (a grid: "0,0.4")
   config.probe_eta2 = 0.4                 # the ablation tables' eta2
   config.epsilon = 1.0
   config.clip = "symmetric"
+  # the pushes: toward d's prediction (the paper's +η1 ∇d) and away from it; the raw gradient
+  # (the paper) and its direction per row (η = the step's length in latent units)
+  config.directions = "toward,away"
+  config.steps = "gradient,unit"
+  config.other_eta1 = "0,0.2,0.5,1.0"     # the η1 grid of the pushes after the first
   config.removed_dims = 1                 # the "sensitive dims removed" baseline
   config.adversary_lams = "0.1,0.3,1,3,10"    # gradient-reversal baseline
   config.probe_epochs = 20
@@ -55,6 +65,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.seeds = 2
     config.eta1 = "0,0.5"
     config.eta2 = "0.4"
+    config.other_eta1 = "0,0.5"
+    config.steps = "gradient"
     config.adversary_lams = "1"
     config.probe_epochs = 2
   return config

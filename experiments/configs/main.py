@@ -3,6 +3,7 @@ r"""The main job's configuration: data, model, training, methods, explanations.
   python -m experiments.main                                                   # faces, ~2 min
   python -m experiments.main --config=experiments/configs/main.py:census
   python -m experiments.main --config.data.accessory=hat --config.data.phi=0.9 --config.seed=3
+  python -m experiments.main --config.data.accessory=tie+hat --config.data.second_phi=0.6
   python -m experiments.main --config=experiments/configs/main.py:adult \
       --config.data.data_dir=~/data/adult --config.data.protected=race
   python -m experiments.main --config=experiments/configs/main.py:celeba \
@@ -99,7 +100,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict({
       "name": name,
       "data_dir": placeholder(str),              # folder of the real files (CSV, TFDS for CelebA)
-      "accessory": "tie",                        # faces: tie or hat
+      "accessory": "tie",                        # faces: tie, hat, or both: tie+hat
+      "second_phi": placeholder(float),          # faces tie+hat: the hat's phi (None: phi)
       "smile_strength": 2.0,                     # faces: how visible the smile is
       "protected": placeholder(str),             # default: the data set's usual attribute
       "target": "Smiling",                       # CelebA target attribute

@@ -71,3 +71,14 @@ def test_checksums_are_verified(tmp_path):
   write_raw_celeba(str(tmp_path), n=4)
   with pytest.raises(ValueError, match="differs from the original CelebA file"):
     celeba.prepare(str(tmp_path), str(tmp_path / "out"))
+
+
+def test_celeba_conjunction(prepared):
+  """``Male+Young``: the group is the conjunction; ``attributes`` keeps both."""
+  data_dir, _ = prepared
+  kwargs = dict(target="Smiling", phi=0.0, n_test=4, n_train=4, n_debias=4, image_size=16)
+  b = celeba.celeba_benchmark(data_dir, protected="Male+Young", **kwargs)
+  np.testing.assert_array_equal(b.test.group, b.test.attributes.all(1))
+  assert b.info["attributes"] == ["Male", "Young"] and b.test.roi is None
+  two = celeba.celeba_benchmark(data_dir, protected="Wearing_Necktie+Wearing_Hat", **kwargs)
+  assert two.test.roi.shape == (4, 2, 4)

@@ -180,3 +180,52 @@ def test_faces_debias_phi_leaves_the_train_split_alone():
 def test_benchmark_bad_phi():
   with pytest.raises(ValueError, match="phi: expected a number in"):
     data.faces_benchmark(phi=-1.2)
+
+
+def test_both_accessories_each_in_its_own_box():
+  """tie+hat: each accessory changes only pixels in its own box; roi_mask unions the boxes."""
+  t = np.array([0, 1] * 6)
+  wear = lambda tie, hat: np.stack([np.full_like(t, tie), np.full_like(t, hat)], 1)
+  images = {(i, j): data.render_faces(t, wear(i, j), seed=4, image_size=48, accessory="tie+hat")
+            for i in (0, 1) for j in (0, 1)}
+  roi = images[0, 0][1]
+  assert roi.shape == (12, 2, 4)
+  for (i, j), (x, r) in images.items():
+    np.testing.assert_array_equal(r, roi)
+  changed = lambda a, b: np.abs(images[a][0] - images[b][0]).max(-1) > 1e-6
+  tie_box, hat_box = data.roi_mask(roi[:, 0], 48, 48), data.roi_mask(roi[:, 1], 48, 48)
+  for moved, box in ((changed((1, 0), (0, 0)), tie_box), (changed((0, 1), (0, 0)), hat_box)):
+    assert moved.any(axis=(1, 2)).all() and not (moved & ~box).any()
+  np.testing.assert_array_equal(data.roi_mask(roi, 48, 48), tie_box | hat_box)
+  # the single-accessory faces are the first accessory's column of the same renderer
+  alone, alone_roi = data.render_faces(t, np.ones_like(t), seed=4, image_size=48, accessory="tie")
+  assert alone_roi.shape == (12, 4)
+  with pytest.raises(ValueError, match=r"protected: expected \[N, 2\]"):
+    data.render_faces(t, t, accessory="tie+hat")
+  with pytest.raises(ValueError, match="accessory: .* got 'tie\\+tie'"):
+    data.render_faces(t, t, accessory="tie+tie")
+
+
+def test_two_protected_accessories_protocol():
+  """Each accessory at its own phi with the smile, independent given the smile; the test split
+  balanced over the 8 cells; the group is the conjunction."""
+  b = data.faces_benchmark(accessory="tie+hat", phi=(0.8, 0.4), n_train=400, n_debias=200,
+                           n_test=80, image_size=16, seed=1)
+  assert b.info["attributes"] == ["wears_necktie", "wears_hat"]
+  assert b.info["protected"] == "wears_necktie+wears_hat"
+  for split in b[:3]:
+    np.testing.assert_array_equal(split.group, split.attributes.all(1))
+    assert split.roi.shape == (len(split), 2, 4)
+  cells = np.bincount(4 * b.test.y + 2 * b.test.attributes[:, 0] + b.test.attributes[:, 1])
+  np.testing.assert_array_equal(cells, [10] * 8)
+  phis = b.info["attribute_splits"]
+  assert phis["wears_necktie"]["train"]["phi"] == pytest.approx(0.8, abs=0.01)
+  assert phis["wears_hat"]["train"]["phi"] == pytest.approx(0.4, abs=0.01)
+  a, y = b.train.attributes, b.train.y
+  for t in (0, 1):
+    assert abs(data.yule_phi(data.cell_table(a[y == t, 0], a[y == t, 1]))) < 0.02
+  same = data.faces_benchmark(accessory="tie+hat", phi=0.8, n_train=40, n_debias=20, n_test=16,
+                              image_size=16)
+  assert same.info["attribute_splits"]["wears_hat"]["train"]["phi"] == pytest.approx(0.8, abs=0.1)
+  with pytest.raises(ValueError, match=r"phi: expected one phi or one per accessory \(2\)"):
+    data.faces_benchmark(accessory="tie+hat", phi=(0.8, 0.4, 0.2))

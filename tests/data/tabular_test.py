@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from debiasjax import data
-from tests.fakes import write_adult, write_bank, write_compas, write_german
+from tests.fakes import SOUTH_GERMAN_HEADER, write_adult, write_bank, write_compas, write_german
 
 warnings.filterwarnings("ignore")
 
@@ -61,19 +61,24 @@ def test_bank_equals_aif360(monkeypatch, tmp_path):
 
 
 def test_south_german_credit(tmp_path):
-  header = ("laufkont laufzeit moral verw hoehe sparkont beszeit rate famges buerge wohnzeit verm "
-            "alter weitkred wohn bishkred beruf pers telef gastarb kredit")
   rows = ["1 18 4 2 1049 1 2 4 2 1 4 2 21 3 1 1 3 2 1 2 1",
-          "1 9 4 0 2799 1 3 2 3 1 2 1 36 3 1 2 3 1 1 2 1",
+          "1 9 4 0 2799 1 3 2 3 1 2 1 36 3 1 2 3 1 1 1 1",
           "2 12 2 9 841 2 4 2 2 1 4 1 23 3 1 1 2 2 1 2 0",
           "4 24 2 3 3430 3 5 3 3 1 2 3 31 3 2 1 3 1 2 2 1"]
-  (tmp_path / "SouthGermanCredit.asc").write_text(header + "\n" + "\n".join(rows) + "\n")
+  (tmp_path / "SouthGermanCredit.asc").write_text("\n".join([SOUTH_GERMAN_HEADER, *rows, ""]))
   t = data.german(str(tmp_path), protected="age")
   np.testing.assert_array_equal(t.y, [1, 1, 0, 1])
   np.testing.assert_array_equal(t.group, [0, 1, 0, 1])      # age > 25
   assert "status=1" in t.feature_names and "personal_status_sex" not in " ".join(t.feature_names)
   with pytest.raises(ValueError, match="'sex' is not recoverable"):
     data.german(str(tmp_path), protected="sex")
+  # seed 003's two attributes: over 25 and not a foreign worker (gastarb 2)
+  t = data.german(str(tmp_path), protected="age+foreign_worker")
+  np.testing.assert_array_equal(t.attributes, [[0, 1], [1, 0], [0, 1], [1, 1]])
+  np.testing.assert_array_equal(t.group, [0, 0, 0, 1])
+  assert t.info["groups"][1] == "age > 25 and not a foreign worker"
+  with pytest.raises(ValueError, match="'sex' is not recoverable"):
+    data.german(str(tmp_path), protected="sex+age")
 
 
 @pytest.mark.parametrize("loader, name", [(data.adult, "adult.data"), (data.bank,
@@ -86,10 +91,13 @@ def test_missing_file_names_the_file_and_its_source(tmp_path, loader, name):
 
 
 def test_unknown_protected_attribute(tmp_path):
-  with pytest.raises(ValueError, match=r"protected: expected one of \['race', 'sex'\], got 'age'"):
+  with pytest.raises(ValueError, match=r"protected: expected one of \['race', 'sex'\] or a "
+                     r"conjunction 'a\+b' of different ones, got 'age'"):
     data.adult(str(tmp_path), protected="age")
-  with pytest.raises(ValueError, match="protected: expected 'sex' or 'race'"):
+  with pytest.raises(ValueError, match=r"protected: .* got 'religion'"):
     data.census(200, protected="religion")
+  with pytest.raises(ValueError, match=r"protected: .* different ones, got 'sex\+sex'"):
+    data.census(200, protected="sex+sex")
 
 
 def test_census_schema_and_bias():
@@ -169,3 +177,25 @@ def test_loaders_refuse_what_they_would_misread(tmp_path):
   with pytest.raises(ValueError, match=r"compas-scores-two-years.csv: missing column\(s\) "
                                        r"\['priors_count'\]"):
     data.compas(str(tmp_path))
+
+
+def test_conjunction_of_protected_attributes(tmp_path):
+  """``"a+b"``: the group is privileged where both are; ``attributes`` keeps each, through the
+  splits."""
+  sex, race = data.census(800, seed=2), data.census(800, seed=2, protected="race")
+  both = data.census(800, seed=2, protected="sex+race")
+  np.testing.assert_array_equal(both.attributes, np.stack([sex.group, race.group], 1))
+  np.testing.assert_array_equal(both.group, sex.group & race.group)
+  np.testing.assert_array_equal(both.x, sex.x)
+  assert both.info["groups"] == ["not (male and white)", "male and white"]
+  b = data.table_benchmark(both, seed=0)
+  np.testing.assert_array_equal(b.test.group, b.test.attributes.all(1))
+  np.testing.assert_array_equal(b.test.take([0, 2]).attributes, b.test.attributes[[0, 2]])
+
+  write_german(str(tmp_path))
+  age = data.german(str(tmp_path), protected="age")
+  joint = data.german(str(tmp_path), protected="age+foreign_worker")
+  not_foreign = joint.x[:, joint.feature_names.index("foreign_worker=A202")]
+  np.testing.assert_array_equal(joint.group, age.group * not_foreign)
+  np.testing.assert_array_equal(joint.x, age.x)
+  assert 0 < joint.group.sum() < age.group.sum()

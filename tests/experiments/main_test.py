@@ -225,3 +225,14 @@ def test_flag_errors_are_one_line(args, message):
   assert done.returncode == 2 and done.stdout == ""
   lines = done.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+
+
+def test_faces_with_both_accessories_from_the_config(tmp_path):
+  config = config_of("tiny", tmp_path / "c")
+  config.data.update(accessory="tie+hat", phi=0.8, second_phi=0.4, n_train=64, n_debias=32,
+                     n_test=32, image_size=16)
+  bench = pipeline.load_benchmark(config)
+  phis = bench.info["attribute_splits"]
+  assert phis["wears_necktie"]["train"]["phi"] == pytest.approx(0.8, abs=0.05)
+  assert phis["wears_hat"]["train"]["phi"] == pytest.approx(0.4, abs=0.05)
+  np.testing.assert_array_equal(bench.test.group, bench.test.attributes.all(1))

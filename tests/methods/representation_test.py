@@ -39,6 +39,18 @@ def test_perturbation_by_hand(clip, expected):
   np.testing.assert_allclose(out[0], expected, atol=1e-6)
 
 
+def test_unit_step_by_hand():
+  """step="unit": each focus scaled to unit length per row before the η weights and the clip."""
+  z = jnp.array([[1.0, -1.0], [0.0, 0.0]])
+  f_sens = jnp.array([[3.0, 4.0], [0.0, 0.0]])        # norms 5 and 0 (a zero row stays zero)
+  f_task = jnp.array([[0.0, 2.0], [1.0, 0.0]])
+  out = dvge.perturb(z, f_sens, f_task, eta1=0.5, eta2=0.1, epsilon=0.35, clip="symmetric",
+                     unit=True)
+  # 0.5 [0.6, 0.8] - 0.1 [0, 1] = [0.3, 0.3]; 0.5 [0, 0] - 0.1 [1, 0] = [-0.1, 0]
+  np.testing.assert_allclose(out, [[1.3, -0.7], [-0.1, 0.0]], atol=1e-6)
+  np.testing.assert_allclose(dvge.unit_rows(f_sens, False), f_sens)
+
+
 def test_focus_is_the_predicted_logit_gradient():
   w = jnp.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 0.0]])
   z = jnp.array([[1.0, 0.0, 0.0],      # logits [1, -2]: class 0
@@ -180,19 +192,23 @@ def test_eta_sweep_vmapped_equals_the_loop():
                       batch_size=64)
   d_vars = train.variables_of(d_state)
   g_vars = mlp.init(jax.random.key(1), z[:1])
-  etas = [(0.0, 0.0), (0.5, 0.4), (2.0, 0.1)]
+  # η, the direction and the step are state: one trainer's update sweeps them all
+  etas = [(0.0, 0.0, "toward", "gradient"), (0.5, 0.4, "toward", "gradient"),
+          (2.0, 0.1, "away", "gradient"), (0.5, 0.4, "toward", "unit")]
   trainers = [dvge.dvge_trainer(mlp, mlp, d_vars, eta1=a, eta2=b, learning_rate=1e-2,
-                                epsilon=0.5) for a, b in etas]
+                                epsilon=0.5, sensitive_direction=d, step=u)
+              for a, b, d, u in etas]
   loop = [train.fit(t, t.init(key, g_vars), {"x": z, "y": y}, key=key, num_steps=20,
                     batch_size=32) for t in trainers]
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *[t.init(key, g_vars) for t in trainers])
-  swept = train.fit(trainers[0], stacked, {"x": z, "y": y}, key=jnp.stack([key] * 3),
-                    num_steps=20, batch_size=32, stacked=True, seed=[0, 0, 0])
+  swept = train.fit(trainers[0], stacked, {"x": z, "y": y}, key=jnp.stack([key] * 4),
+                    num_steps=20, batch_size=32, stacked=True, seed=[0] * 4)
   for i, one in enumerate(loop):
     for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(swept.params)):
       np.testing.assert_allclose(a, b[i], atol=1e-5)
-  # η matters: the three runs differ
-  assert not np.allclose(jax.tree.leaves(loop[0].params)[0], jax.tree.leaves(loop[1].params)[0])
+  # η and the step matter: the runs differ
+  first = [jax.tree.leaves(one.params)[0] for one in loop]
+  assert not np.allclose(first[0], first[1]) and not np.allclose(first[1], first[3])
 
 
 def test_bad_options():
@@ -201,6 +217,8 @@ def test_bad_options():
     dvge.dvge_trainer(mlp, mlp, {}, eta1=-1.0)
   with pytest.raises(ValueError, match="clip"):
     dvge.dvge_trainer(mlp, mlp, {}, clip="upper")
+  with pytest.raises(ValueError, match="step: expected one of"):
+    dvge.dvge_trainer(mlp, mlp, {}, step="normalised")
   with pytest.raises(ValueError, match="kind"):
     dvge.vae_trainer(V.mlp_vae(3), kind="ffvae")
 
