@@ -118,15 +118,12 @@ def load_benchmark(config):
   phi = 0.8 if phi is None and data_kind(config) == "images" else phi
   if d.name == "faces":
     second = d.get("second_phi")
-    if "+" in d.accessory:     # both accessories: each its own phi (the second's: second_phi)
-      phi = (phi, phi if second is None else second)
-      debias_phi = None if d.debias_phi is None else (d.debias_phi,) * 2
-    else:
-      debias_phi = d.debias_phi
+    if "+" in d.accessory and second is not None:     # tie+hat: the hat's own phi
+      phi = (phi, second)
     return data.faces_benchmark(phi=phi, n_train=d.n_train, n_debias=d.n_debias,
                                 n_test=d.n_test, image_size=d.image_size, accessory=d.accessory,
                                 smile_strength=d.smile_strength, seed=seed,
-                                debias_phi=debias_phi)
+                                debias_phi=d.debias_phi)
   if d.name == "celeba":
     from debiasjax.data import celeba
     return celeba.celeba_benchmark(d.data_dir, target=d.target, protected=protected, phi=phi,

@@ -392,9 +392,9 @@ def dvge_on_latents(config, z: dict, labels: dict, *, seed: int,
   # the ablation: sensitive probes on the perturbed latents of every eta1 > 0 at probe_eta2
   probe_grid = [i for i, (e1, e2, _, _) in enumerate(grid) if e1 > 0 and e2 == config.probe_eta2]
   pick = lambda i: jax.tree.map(lambda a: a[i], g_vars)
-  signed = lambda e1, direction: e1 if direction == "toward" else -e1
-  perturbed = [[D.perturbed_latents(clf, pick(i), clf, d_vars, zz, eta1=signed(e1, direction),
-                                    eta2=e2, epsilon=config.epsilon, clip=config.clip, step=step)
+  perturbed = [[D.perturbed_latents(clf, pick(i), clf, d_vars, zz, eta1=e1, eta2=e2,
+                                    epsilon=config.epsilon, clip=config.clip,
+                                    sensitive_direction=direction, step=step)
                 for i in probe_grid for e1, e2, direction, step in [grid[i]]]
                for zz in (z_tr, z_te)]
   sets_tr = jnp.stack([jnp.asarray(z_tr), zr_tr] + perturbed[0])
@@ -442,6 +442,12 @@ def dvge_grid(config) -> list[tuple]:
 def probe_name(point: tuple) -> str:
   """``"<push>: <eta1>"``, the probe column of a grid point ``(eta1, eta2, direction, step)``."""
   return f"{PUSHES[point[2], point[3]]}: {point[0]:g}"
+
+
+def _push_and_eta(name: str) -> tuple[str, str]:
+  """``(push, eta1)`` of a probe column named by :func:`probe_name`."""
+  push, eta1 = name.rsplit(": ", 1)
+  return push, eta1
 
 
 def _dvge_outputs(config, encoders, stage: str, *, command: str, log: Callable) -> dict:
@@ -559,8 +565,8 @@ def _dvge_tables(summary: dict, encoders, markdown_table, eta2: float) -> dict:
   key = markdown_table(["Encoder", "Classifier"] + [h for _, h in DVGE_METRICS], summary_rows)
   # the seed's ablation tables: a row per push, a column per η1
   names = list(summary[encoders[0]]["probes"])
-  pushes = list(dict.fromkeys(n.rsplit(": ", 1)[0] for n in names[2:]))
-  etas = list(dict.fromkeys(n.rsplit(": ", 1)[1] for n in names[2:]))
+  pushes = list(dict.fromkeys(_push_and_eta(n)[0] for n in names[2:]))
+  etas = list(dict.fromkeys(_push_and_eta(n)[1] for n in names[2:]))
   measures = (("best probe accuracy", "probes"), ("d's confidence", "sensitive_confidence"),
               ("shift ‖z' − z‖", "shift"))
   probe_rows = []
@@ -651,9 +657,9 @@ def _dvge_figures(summary: dict, encoders, stage: str, *, title: str) -> None:
   for ax, encoder in zip(axes[0], encoders):
     probes = summary[encoder]["probes"]
     names = [n for n in probes if n not in ("No removal", "Sens. dim. removed")]
-    for push in dict.fromkeys(n.rsplit(": ", 1)[0] for n in names):
-      mine = [n for n in names if n.rsplit(": ", 1)[0] == push]
-      ax.errorbar([float(n.rsplit(": ", 1)[1]) for n in mine], [probes[n][0] for n in mine],
+    for push in dict.fromkeys(_push_and_eta(n)[0] for n in names):
+      mine = [n for n in names if _push_and_eta(n)[0] == push]
+      ax.errorbar([float(_push_and_eta(n)[1]) for n in mine], [probes[n][0] for n in mine],
                   yerr=[probes[n][1] for n in mine], fmt="o-", capsize=3, ms=4,
                   label=f"DVGE {push}")
     for name, style in (("No removal", "--"), ("Sens. dim. removed", ":")):

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from debiasjax.data.dataset import Benchmark, Split, conjunction
+from debiasjax.data.dataset import Benchmark, Split, conjoined, conjunction
 from debiasjax.data.splits import make_splits
 
 RAW_FILES = ("img_align_celeba.zip", "list_attr_celeba.txt", "list_eval_partition.txt",
@@ -234,8 +234,7 @@ def celeba_benchmark(data_dir: str, *, target: str = "Smiling",
                        f"{names} or a conjunction of them such as 'Male+Young'")
   parts = conjunction(protected, names)
   t = notes["attributes"][:, names.index(target)].astype(np.int32)
-  each = notes["attributes"][:, [names.index(p) for p in parts]].astype(np.int32)
-  a = each.all(1).astype(np.int32)
+  a, each = conjoined(notes["attributes"][:, [names.index(p) for p in parts]])
   chosen = make_splits(t, a, phi=phi, n_test=n_test, n_train=n_train, n_debias=n_debias, seed=seed,
                        debias_phi=debias_phi)
   out = {}
@@ -246,7 +245,7 @@ def celeba_benchmark(data_dir: str, *, target: str = "Smiling",
       boxes = [landmark_roi(notes["landmarks"][idx], ROI_ATTRIBUTES[p], image_size) for p in parts]
       roi = boxes[0] if len(parts) == 1 else np.stack(boxes, 1)
     x = load_images(data_dir, [notes["records"][i] for i in idx], image_size=image_size)
-    out[name] = Split(x, t[idx], a[idx], roi, each[idx] if len(parts) > 1 else None)
+    out[name] = Split(x, t[idx], a[idx], roi, None if each is None else each[idx])
   info = {"name": "celeba", "target": target, "protected": protected,
           "groups": [f"not {protected}", protected], "privileged": 1 if phi >= 0 else 0,
           "image_size": image_size, "seed": seed, "splits": chosen.report,

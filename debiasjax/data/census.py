@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from debiasjax.data.dataset import conjunction
+from debiasjax.data.dataset import conjoined, conjunction
 from debiasjax.data.tabular import Table, _groups
 
 WORKCLASS = ["Federal-gov", "Local-gov", "Private", "Self-emp-inc", "Self-emp-not-inc", "State-gov"]
@@ -95,9 +95,9 @@ def census(n: int = 20000, *, seed: int = 0, label_bias: float = 0.8,
     f, nm = _onehot(values, cats, name)
     features += f
     names += nm
-  each = np.stack([male if p == "sex" else race == "White" for p in parts], 1).astype(np.int32)
+  group, attributes = conjoined(np.stack([male if p == "sex" else race == "White"
+                                          for p in parts], 1))
   info = {"name": "census", "target": "income >50K", "protected": protected, "privileged": 1,
           "groups": _groups(protected), "num_rows": n, "label_bias": label_bias,
           **({"attributes": parts} if len(parts) > 1 else {})}
-  return Table(np.stack(features, 1), y, each.all(1).astype(np.int32), names, info,
-               each if len(parts) > 1 else None)
+  return Table(np.stack(features, 1), y, group, names, info, attributes)

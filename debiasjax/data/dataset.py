@@ -54,6 +54,13 @@ def conjunction(protected: str, allowed, *, name: str = "protected") -> list[str
   return parts
 
 
+def conjoined(each) -> tuple[np.ndarray, Optional[np.ndarray]]:
+  """``(group, attributes)`` of the protected attributes ``each`` [N, K] (or [N]): the group is
+  1 where every attribute is; the attributes are kept only when there are several."""
+  each = np.asarray(each, np.int32).reshape(len(each), -1)
+  return each.all(1).astype(np.int32), (each if each.shape[1] > 1 else None)
+
+
 def roi_mask(roi: np.ndarray, height: int, width: int) -> np.ndarray:
   """Boolean masks [N, height, width] of boxes ``(y0, x0, y1, x1)`` (exclusive ends): ``roi``
   [N, 4], or [N, K, 4] for K protected attributes (the union of their boxes)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from debiasjax.data.dataset import Benchmark, Split, conjunction
+from debiasjax.data.dataset import Benchmark, Split, conjoined, conjunction
 from debiasjax._checks import binary_vector, check_phi
 from debiasjax.data.splits import cell_counts, cell_proportions, rounded_counts, split_report
 
@@ -208,7 +208,11 @@ def _joint_labels(n: int, phis, rng: np.random.Generator, *, p_protected: float,
                   p_target: float) -> tuple[np.ndarray, np.ndarray]:
   """``n`` labels (target [n], accessories [n, K]): accessory k at Yule's ``phis[k]`` with the
   target, the accessories independent given the target; cell counts rounded from
-  P(t) prod_k P(a_k | t)."""
+  P(t) prod_k P(a_k | t). One accessory keeps the draw of :func:`_labels_for` (the images the
+  benchmark has always had)."""
+  if len(phis) == 1:
+    t, a = _labels_for(cell_counts(n, phis[0], p_protected=p_protected, p_target=p_target), rng)
+    return t, a[:, None]
   joint = np.array([1 - p_target, p_target])
   for phi in phis:
     p = cell_proportions(phi, p_protected=p_protected, p_target=p_target)     # [a, t]
@@ -259,26 +263,15 @@ def faces_benchmark(*, phi=0.8, n_train: int = 3000, n_debias: int = 2000,
   seeds = np.random.SeedSequence(seed).spawn(4)
   label_rng = np.random.default_rng(seeds[3])
   marginals = {"p_protected": p_protected, "p_target": p_target}
-  if k == 1:
-    plan = {"train": cell_counts(n_train, phis[0], **marginals),
-            "debias": cell_counts(n_debias, debias_phis[0], **marginals),
-            "test": cell_counts(n_test, 0.0)}
-    draw = {name: (lambda counts=counts: _labels_for(counts, label_rng))
-            for name, counts in plan.items()}
-  else:
-    plan = {"train": (n_train, phis, marginals), "debias": (n_debias, debias_phis, marginals),
-            "test": (n_test, (0.0,) * k, {"p_protected": 0.5, "p_target": 0.5})}
-    draw = {name: (lambda n=n, ps=ps, m=m: _joint_labels(n, ps, label_rng, **m))
-            for name, (n, ps, m) in plan.items()}
+  plan = {"train": (n_train, phis, marginals), "debias": (n_debias, debias_phis, marginals),
+          "test": (n_test, (0.0,) * k, {"p_protected": 0.5, "p_target": 0.5})}
   splits, labels = {}, {}
-  for (name, labelled), ss in zip(draw.items(), seeds):
-    t, a = labelled()
-    a = a.reshape(len(t), k)
+  for (name, (n, split_phis, split_marginals)), ss in zip(plan.items(), seeds):
+    t, a = _joint_labels(n, split_phis, label_rng, **split_marginals)
     x, roi = render_faces(t, a, seed=int(ss.generate_state(1)[0]), image_size=image_size,
                           accessory=accessory, smile_strength=smile_strength)
-    group = a.all(1).astype(np.int32)
-    splits[name] = Split(x, t.astype(np.int32), group, roi,
-                         a.astype(np.int32) if k > 1 else None)
+    group, attributes = conjoined(a)
+    splits[name] = Split(x, t.astype(np.int32), group, roi, attributes)
     labels[name] = (t, a)
   protected = [_PROTECTED_NAME[acc] for acc in accessories]
   info = {

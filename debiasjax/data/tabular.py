@@ -32,7 +32,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from debiasjax.data.dataset import Benchmark, Split, conjunction
+from debiasjax.data.dataset import Benchmark, Split, conjoined, conjunction
 from debiasjax.data.splits import make_splits, split_report
 
 # pandas' default missing-value markers, which AIF360's read_csv calls inherit.
@@ -168,12 +168,13 @@ def _standard_table(names: list, rows: list, *, label: str, favourable: Callable
       feature_names.append(f"{c}={category:g}" if isinstance(category,
                                                              float) else f"{c}={category}")
   y = np.asarray([favourable(value(label, v)) for v in column[label]], np.int32)
-  each = np.asarray([[protected[c](value(c, v)) for v in column[c]] for c in parts], np.int32).T
+  g, attributes = conjoined(np.transpose([[protected[c](value(c, v)) for v in column[c]]
+                                           for c in parts]))
   x = np.stack(features, axis=1).astype(np.float32)
   extra = {"attributes": parts} if len(parts) > 1 else {}
-  return Table(x, y, each.all(1).astype(np.int32), feature_names,
+  return Table(x, y, g, feature_names,
                {**info, "protected": group, "privileged": 1, "num_rows": int(y.size), **extra},
-               each if len(parts) > 1 else None)
+               attributes)
 
 
 _UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"

@@ -280,9 +280,8 @@ def dvge_trainer(task_model: nn.Module, sensitive_model: nn.Module, sensitive_va
   takes ``g``'s initial variables. Metrics: ``loss`` and ``shift`` (mean ‖z' − z‖₂).
   """
   _check_dvge(eta1, eta2, epsilon, clip, step)
-  _checks.check_option("sensitive_direction", sensitive_direction, DIRECTIONS)
+  signed_eta1 = _signed(eta1, sensitive_direction)
   tx = optax.adam(learning_rate)
-  signed_eta1 = eta1 if sensitive_direction == "toward" else -eta1
 
   def init(key, variables):
     del key
@@ -400,17 +399,24 @@ def remove_dimensions(z, dims) -> jax.Array:
   return z.at[:, jnp.asarray(dims)].set(0.0)
 
 
+def _signed(eta1, sensitive_direction: str):
+  """η1 as the perturbation uses it: negative for the push away from ``d``'s prediction."""
+  _checks.check_option("sensitive_direction", sensitive_direction, DIRECTIONS)
+  return eta1 if sensitive_direction == "toward" else -eta1
+
+
 def perturbed_latents(task_model: nn.Module, task_variables, sensitive_model: nn.Module,
                       sensitive_variables, z, *, eta1, eta2, epsilon: float = 1.0,
-                      clip: str = "symmetric", step: str = "gradient") -> jax.Array:
+                      clip: str = "symmetric", sensitive_direction: str = "toward",
+                      step: str = "gradient") -> jax.Array:
   """``z'`` of trained models: ``z + Clip_ε(η1 ∇d − η2 ∇g)`` with ``g`` the task classifier
-  as trained (what the probes of the ablation read); a negative ``eta1`` pushes away from
-  ``d``'s prediction (``sensitive_direction="away"``)."""
+  as trained (what the probes of the ablation read), for the push and step of
+  :func:`dvge_trainer`."""
   z = jnp.asarray(z)
   f_sens = focus(lambda z: sensitive_model.apply(sensitive_variables, z), z)
   f_task = focus(lambda z: task_model.apply(task_variables, z), z)
-  return perturb(z, f_sens, f_task, eta1=eta1, eta2=eta2, epsilon=epsilon, clip=clip,
-                 unit=step == "unit")
+  return perturb(z, f_sens, f_task, eta1=_signed(eta1, sensitive_direction), eta2=eta2,
+                 epsilon=epsilon, clip=clip, unit=step == "unit")
 
 
 # --- The seed's adversarial baseline: a gradient-reversal encoder -----------------------------
