@@ -6,10 +6,9 @@ import functools
 from typing import Any, Callable, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from debiasjax import _checks
+from debiasjax import _checks, parallel
 from debiasjax.metrics import confusion as C
 from debiasjax.metrics.frame import as_codes
 
@@ -37,20 +36,28 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], variables: Any, x: np.ndarr
                 batch_size: int = BATCH):
   """``fn(variables, batch)`` over the rows of ``x`` in jitted batches of one fixed size (the
   last one padded with zeros), so one compilation serves any N; NumPy arrays (a pytree of
-  them when ``fn`` returns one)."""
+  them when ``fn`` returns one).
+
+  On several devices (:func:`debiasjax.parallel.current`) each batch is split over the mesh's
+  ``"data"`` axis (its size rounded up to a multiple of it) with ``variables`` replicated; with
+  several processes each one puts only its own rows on its devices.
+  """
   n = len(x)
   if n == 0:
     raise ValueError("x: expected at least one row, got 0")
-  size = min(batch_size, n)
+  size = parallel.row_multiple(min(batch_size, n))
   f = jax.jit(fn)
+  if parallel.current() is not None:
+    variables = parallel.put(variables)
+  mine = parallel.local_slice(size)
   out = []
   for start in range(0, n, size):
     xb = np.asarray(x[start:start + size])
     pad = size - len(xb)
     if pad:
       xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
-    out.append(jax.tree.map(lambda v: np.asarray(v)[:size - pad],
-                            jax.device_get(f(variables, jnp.asarray(xb)))))
+    out.append(jax.tree.map(lambda v: v[:size - pad],
+                            parallel.to_host(f(variables, parallel.global_rows(xb[mine], size)))))
   return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
 
 
@@ -118,7 +125,8 @@ def _bootstrap_values(y, p, g, key, *, num_groups: int, privileged: Optional[int
                       num_resamples: int) -> dict:
   """The summary's scalar metrics on ``num_resamples`` resamples of the rows (with
   replacement, as multinomial counts), one vmapped program."""
-  weights = C.bootstrap_weights(key, y.shape[0], num_resamples)
+  weights = parallel.constrain(C.bootstrap_weights(key, y.shape[0], num_resamples),
+                               parallel.EVERY)
 
   def one(w):
     s = _summary(y, p, g, w, num_groups=num_groups, privileged=privileged)
@@ -141,7 +149,7 @@ def bootstrap_intervals(y_true, y_pred, groups, *, key: jax.Array, num_resamples
     raise ValueError(f"level: expected a coverage in (0, 1), got {level}")
   groups, privileged = as_codes(groups, privileged)
   y, p, g, _, n = _checks.metric_inputs(y_true, y_pred, groups, None, None, privileged)
-  values = jax.device_get(_bootstrap_values(y, p, g, key, num_groups=n, privileged=privileged,
+  values = parallel.to_host(_bootstrap_values(y, p, g, key, num_groups=n, privileged=privileged,
                                             num_resamples=num_resamples))
   tail = 100 * (1 - level) / 2
   out = {}

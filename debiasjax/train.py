@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
-from debiasjax import _checks
+from debiasjax import _checks, parallel
 from debiasjax.checkpoint import Checkpoints
 
 Batch = dict
@@ -185,35 +185,53 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, start: int,
   return out
 
 
-def data_parallel_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
-  """A 1-D mesh with axis ``"data"`` over ``devices`` (default: all devices)."""
-  return Mesh(np.asarray(jax.devices() if devices is None else devices), ("data",))
-
-
 @functools.lru_cache(maxsize=32)
-def _compiled_chunk(update: Callable, mesh: Optional[Mesh], stacked: bool):
+def _compiled_chunk(update: Callable, mesh: Optional[Mesh], stacked: bool, host_fed: bool):
   """The jitted chunk of one update function, cached so repeated ``fit`` calls (and trainers
-  that share an update, e.g. refits with a new initial state) compile once."""
-  chunk = _chunk_fn(update, mesh)
-  return jax.jit(jax.vmap(chunk, in_axes=(0, None, 0, 0)) if stacked else chunk)
+  that share an update, e.g. refits with a new initial state) compile once. Stacked models are
+  split over the mesh's ``"models"`` axis (``spmd_axis_name``)."""
+  chunk = _chunk_fn(update, mesh, host_fed)
+  if not stacked:
+    return jax.jit(chunk)
+  models = parallel.MODELS if mesh is not None and parallel.size(parallel.MODELS, mesh) > 1 \
+      else None
+  return jax.jit(jax.vmap(chunk, in_axes=(0, None, 0, 0), spmd_axis_name=models))
 
 
-def _chunk_fn(update: Callable, mesh: Optional[Mesh]):
-  """Compiled ``(state, data, indices [T, B], key) -> (state, metrics [T])``."""
+def _chunk_fn(update: Callable, mesh: Optional[Mesh], host_fed: bool):
+  """Compiled ``(state, data, indices [T, B], key) -> (state, metrics [T])``; ``host_fed``:
+  ``(state, None, batches [T, B, ...], key)``, the batches built by the processes."""
+  rows = None if mesh is None else parallel.sharding(parallel.DATA, m=mesh)
+
   def run(state, data, indices, key):
     def body(state, idx):
-      batch = jax.tree.map(lambda a: a[idx], data)
-      if mesh is not None:
-        batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, PartitionSpec("data")))
+      batch = idx if host_fed else jax.tree.map(lambda a: a[idx], data)
+      if rows is not None:
+        batch = jax.lax.with_sharding_constraint(batch, rows)
       return update(state, batch, jax.random.fold_in(key, state.step))
-    if indices.shape[0] == 1:
+    if jax.tree.leaves(indices)[0].shape[0] == 1:
       # No loop at all for one step: XLA:CPU runs convolution gradients inside a while loop (even
       # one of trip count 1) up to 270x slower than outside one (3x3 weight gradient: 8.1 s vs
       # 34 ms), and lax.scan keeps the loop even when fully unrolled.
-      state, metrics = body(state, indices[0])
+      state, metrics = body(state, jax.tree.map(lambda a: a[0], indices))
       return state, jax.tree.map(lambda m: m[None], metrics)
     return jax.lax.scan(body, state, indices)
   return run
+
+
+def _host_batches(data: dict, idx: np.ndarray, mesh: Mesh, stacked: bool) -> dict:
+  """The global batches [(K,) T, B, ...] of indices ``idx``, each process putting only its own
+  rows of every batch on its devices (``make_array_from_process_local_data``)."""
+  b = idx.shape[-1]
+  spec = ((parallel.MODELS,) if stacked else ()) + (None, parallel.DATA)
+  sharding = parallel.sharding(*spec, m=mesh)
+  mine = parallel.local_slice(b) if jax.process_count() > 1 else slice(0, b)
+  if stacked and parallel.size(parallel.MODELS, mesh) > 1 and jax.process_count() > 1:
+    raise ValueError("stacked: several processes train stacked models with the models on the "
+                     "'data' axis only; use a mesh with models=1")
+  local = {k: np.asarray(v)[idx[..., mine]] for k, v in data.items()}
+  return {k: jax.make_array_from_process_local_data(sharding, v, (*idx.shape, *v.shape[idx.ndim:]))
+          for k, v in local.items()}
 
 
 def sampled_indices(num_examples: int, batch_size: int, seed: int, start: int,
@@ -275,8 +293,10 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
     history: also return every step's metrics (``{name: [..., steps]}``, the steps of this
       call; a metric only some phases report has the steps of those phases).
     stacked: train K models of the same architecture in one program (``jax.vmap``).
-    mesh: shard every batch over the ``"data"`` axis of this mesh (data parallelism); by
-      default a mesh over all devices when there is more than one.
+    mesh: split every batch over the ``"data"`` axis of this mesh (data parallelism) and
+      stacked models over its ``"models"`` axis (default: :func:`debiasjax.parallel.current`,
+      the mesh set with ``jax.set_mesh``, else every device on ``"data"``). With several
+      processes every process puts only its own rows of each batch on its devices.
     metadata: JSON-serialisable dict saved with every checkpoint.
 
   Returns:
@@ -308,22 +328,27 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
   seeds = list(seed) if stacked else [seed]
   if stacked and len(seeds) != key.shape[0]:
     raise ValueError(f"seed: expected {key.shape[0]} seeds (one per key), got {len(seeds)}")
-  if mesh is None and jax.device_count() > 1:
-    mesh = data_parallel_mesh()
-  if mesh is not None and batch_size % mesh.size:
-    raise ValueError(f"batch_size: expected a multiple of the {mesh.size} devices, got "
-                     f"{batch_size}")
+  if mesh is None:
+    mesh = parallel.current()
+  rows = parallel.size(parallel.DATA, mesh) if mesh is not None else 1
+  if batch_size % rows:
+    raise ValueError(f"batch_size: expected a multiple of the {rows} devices of the 'data' "
+                     f"axis, got {batch_size}")
 
   if trainer.check is not None:
     trainer.check(jax.tree.map(lambda a: a[0], state) if stacked else state, data)
+  host_fed = jax.process_count() > 1
+  if mesh is not None:
+    models = stacked and len(seeds) % parallel.size(parallel.MODELS, mesh) == 0
+    with jax.set_mesh(mesh):
+      state = parallel.put(state, parallel.MODELS if models else None)
+      if not host_fed:
+        data = parallel.put(data)
+  elif not host_fed:
+    data = jax.device_put(data)
   if checkpoints is not None and checkpoints.latest_step() is not None:
     state = checkpoints.restore(state)
-  step = int(np.ravel(jax.device_get(state.step))[0])
-  if mesh is not None:
-    replicated = NamedSharding(mesh, PartitionSpec())
-    data, state = jax.device_put((data, state), replicated)
-  else:
-    data = jax.device_put(data)
+  step = int(np.ravel(parallel.to_host(state.step))[0])
   phase_of = trainer.phase or (lambda s: 0)
 
   pending, everything = [], []
@@ -339,11 +364,15 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
         stop = s
         break
     idx = _indices(order, num_examples, batch_size, seeds, step, stop)
-    chunk = _compiled_chunk(_update_of(trainer, phase), mesh, stacked)
-    state, metrics = chunk(state, data, idx if stacked else idx[0], key)
+    idx = idx if stacked else idx[0]
+    chunk = _compiled_chunk(_update_of(trainer, phase), mesh, stacked, host_fed)
+    if host_fed:
+      state, metrics = chunk(state, None, _host_batches(data, idx, mesh, stacked), key)
+    else:
+      state, metrics = chunk(state, data, idx, key)
     step = stop
     if log is not None or history:
-      metrics = jax.device_get(metrics)
+      metrics = parallel.to_host(metrics)
       if log is not None:
         pending.append(metrics)
       if history:
@@ -360,7 +389,7 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
 def _check_diverged(state, step: int) -> None:
   """A NaN or infinite parameter after training is an error, not a result."""
   params = getattr(state, "params", None)
-  leaves = [np.asarray(a) for a in jax.tree.leaves(jax.device_get(params))]
+  leaves = jax.tree.leaves(parallel.to_host(params))
   bad = sum(int((~np.isfinite(a)).sum()) for a in leaves if a.dtype.kind == "f")
   if bad:
     raise FloatingPointError(f"training diverged: {bad} parameters are NaN or infinite after "

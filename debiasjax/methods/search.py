@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from debiasjax import _checks
+from debiasjax import _checks, parallel
 from debiasjax._checks import check_int
 from debiasjax.progress import notify
 from debiasjax.methods.finetuning import num_groups_of, split_arrays
@@ -146,13 +146,19 @@ def _population_scorer(score_fn: ScoreFn, objective: Objective, num_groups: int,
                               weights=weights)
     return choice, params
 
+  def placed(x, zs):
+    """On several devices: the candidates split over ``"models"``, the rows over ``"data"``."""
+    return parallel.constrain(x, parallel.DATA), parallel.constrain(zs, parallel.MODELS)
+
   @jax.jit
   def run(variables, x, y, g, thresholds, weights, zs):
+    x, zs = placed(x, zs)
     return jax.vmap(lambda z: one(variables, x, y, g, thresholds, weights, z)[0])(zs)
 
   @jax.jit
   def run_with_best(variables, x, y, g, thresholds, weights, zs, eligible):
     """Also the parameters and score of the best eligible candidate (the first on ties)."""
+    x, zs = placed(x, zs)
     choices, params = jax.vmap(lambda z: one(variables, x, y, g, thresholds, weights, z))(zs)
     score = jnp.where(eligible, choices.score, -jnp.inf)
     best = jnp.argmax(score)
@@ -234,12 +240,13 @@ class _Problem(NamedTuple):
                  params: Any = None):
     """Threshold choices of candidates ``zs`` built from ``params`` (default: the model's).
 
-    ``chunk_size=None`` scores all candidates in one call for tables, and one at a time for
-    images: vmapping a convolution over candidate kernels makes XLA:CPU compile a grouped
-    convolution that takes longer to build and no less time to run (measured on ResNet-18).
+    ``chunk_size=None`` scores all candidates in one call for tables, and for images one per
+    device of the mesh's ``"models"`` axis (one at a time on one device): vmapping a
+    convolution over candidate kernels makes XLA:CPU compile a grouped convolution that takes
+    longer to build and no less time to run (measured on ResNet-18).
     """
     if chunk_size is None and jnp.ndim(self.arrays[0]) > 2:
-      chunk_size = 1
+      chunk_size = parallel.size(parallel.MODELS)
     run = _population_scorer(self.score_fn, self.objective, self.num_groups, kind, option)
     variables = self.variables if params is None else _with_params(self.variables, params)
     return _map_chunks(lambda z: run(variables, *self.arrays, z), zs, chunk_size)
@@ -251,7 +258,7 @@ class _Problem(NamedTuple):
     rebuilt by a second program. Traceable (vmaps over seeds); with ``resume``, saved after
     every chunk and resumed from the last one saved."""
     if chunk_size is None and jnp.ndim(self.arrays[0]) > 2:
-      chunk_size = 1
+      chunk_size = parallel.size(parallel.MODELS)
     run = _population_scorer(self.score_fn, self.objective, self.num_groups, kind, option, True)
     k = jax.tree.leaves(zs)[0].shape[0]
     size = k if chunk_size is None else max(1, min(int(chunk_size), k))
