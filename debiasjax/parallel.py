@@ -153,6 +153,23 @@ def row_multiple(batch_size: int) -> int:
   return -(-batch_size // n) * n
 
 
+def local_block(s: Optional[NamedSharding], shape: Sequence[int]) -> tuple:
+  """The slices of a global array of ``shape`` that this process's devices hold under the
+  sharding ``s`` (every index in a one-process run or without a sharding)."""
+  if s is None or jax.process_count() == 1:
+    return tuple(slice(0, n) for n in shape)
+  spans = list(s.addressable_devices_indices_map(tuple(shape)).values())
+  return tuple(slice(min(sp[d].start or 0 for sp in spans),
+                     max(n if sp[d].stop is None else sp[d].stop for sp in spans))
+               for d, n in enumerate(shape))
+
+
+def local_slice(global_rows_count: int) -> slice:
+  """The rows of a global batch of ``global_rows_count`` that this process holds under the
+  ``"data"`` sharding (all of them in a one-process run)."""
+  return local_block(sharding(DATA), (global_rows_count,))[0]
+
+
 def global_rows(local: Any, global_rows_count: int) -> Any:
   """The global batch, sharded over ``"data"``, of which this process holds ``local``: the
   rows :func:`local_slice` names (one process: ``local`` is the whole batch). Built with
@@ -162,18 +179,6 @@ def global_rows(local: Any, global_rows_count: int) -> Any:
     return jax.device_put(local)
   return jax.tree.map(lambda a: jax.make_array_from_process_local_data(
       s, np.asarray(a), (global_rows_count, *np.shape(a)[1:])), local)
-
-
-def local_slice(global_rows_count: int) -> slice:
-  """The rows of a global batch of ``global_rows_count`` that this process's devices hold
-  under the ``"data"`` sharding (all of them in a one-process run)."""
-  s = sharding(DATA)
-  if s is None or jax.process_count() == 1:
-    return slice(0, global_rows_count)
-  spans = [idx[0] for idx in s.addressable_devices_indices_map((global_rows_count,)).values()]
-  start = min(sl.start or 0 for sl in spans)
-  stop = max(global_rows_count if sl.stop is None else sl.stop for sl in spans)
-  return slice(start, stop)
 
 
 def to_host(tree: Any) -> Any:

@@ -77,7 +77,18 @@ def run_outputs(workdir: str, *, overwrite: bool = False, outputs: Sequence[str]
   (``last`` last, so a run directory with ``last`` is complete) and, with ``overwrite``,
   removes the ``outputs`` of an earlier run that this run did not write. If the body fails or
   the process is killed, ``workdir`` keeps what it had.
+
+  In a multi-process run only process 0 writes ``workdir``; the others write into a private
+  folder removed afterwards (every process computes the same results).
   """
+  from debiasjax.parallel import is_primary
+  if not is_primary():
+    stage = tempfile.mkdtemp(prefix=STAGING)
+    try:
+      yield stage
+    finally:
+      shutil.rmtree(stage, ignore_errors=True)
+    return
   check_run_dir(workdir, overwrite=overwrite, outputs=outputs)
   try:
     os.makedirs(workdir, exist_ok=True)

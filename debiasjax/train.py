@@ -219,19 +219,24 @@ def _chunk_fn(update: Callable, mesh: Optional[Mesh], host_fed: bool):
   return run
 
 
-def _host_batches(data: dict, idx: np.ndarray, mesh: Mesh, stacked: bool) -> dict:
-  """The global batches [(K,) T, B, ...] of indices ``idx``, each process putting only its own
-  rows of every batch on its devices (``make_array_from_process_local_data``)."""
-  b = idx.shape[-1]
-  spec = ((parallel.MODELS,) if stacked else ()) + (None, parallel.DATA)
+def _host_batches(data: dict, idx: np.ndarray, mesh: Optional[Mesh], stacked: bool) -> dict:
+  """The batches [(K,) T, B, ...] of indices ``idx`` gathered on the host, each process putting
+  only its own block of them on its devices (``make_array_from_process_local_data``)."""
+  if mesh is None:
+    return jax.device_put({k: np.asarray(v)[idx] for k, v in data.items()})
+  models = stacked and idx.shape[0] % parallel.size(parallel.MODELS, mesh) == 0
+  spec = ((parallel.MODELS if models else None,) if stacked else ()) + (None, parallel.DATA)
   sharding = parallel.sharding(*spec, m=mesh)
-  mine = parallel.local_slice(b) if jax.process_count() > 1 else slice(0, b)
-  if stacked and parallel.size(parallel.MODELS, mesh) > 1 and jax.process_count() > 1:
-    raise ValueError("stacked: several processes train stacked models with the models on the "
-                     "'data' axis only; use a mesh with models=1")
-  local = {k: np.asarray(v)[idx[..., mine]] for k, v in data.items()}
-  return {k: jax.make_array_from_process_local_data(sharding, v, (*idx.shape, *v.shape[idx.ndim:]))
-          for k, v in local.items()}
+  mine = idx[parallel.local_block(sharding, idx.shape)]
+  return {k: jax.make_array_from_process_local_data(
+      sharding, np.asarray(v)[mine], (*idx.shape, *np.shape(v)[1:])) for k, v in data.items()}
+
+
+DEVICE_DATA_BYTES = 2**30   # training data up to this size lives on every device; more is fed
+
+
+def _nbytes(data: dict) -> int:
+  return sum(np.asarray(v).nbytes for v in data.values())
 
 
 def sampled_indices(num_examples: int, batch_size: int, seed: int, start: int,
@@ -297,6 +302,9 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
       stacked models over its ``"models"`` axis (default: :func:`debiasjax.parallel.current`,
       the mesh set with ``jax.set_mesh``, else every device on ``"data"``). With several
       processes every process puts only its own rows of each batch on its devices.
+      Training data up to ``DEVICE_DATA_BYTES`` (1 GiB) is put on every device once and each
+      batch gathered there; larger data (CelebA at full size) and multi-process runs stay on
+      the host and every step's batch is sent (the same batches, the same result).
     metadata: JSON-serialisable dict saved with every checkpoint.
 
   Returns:
@@ -337,7 +345,7 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
 
   if trainer.check is not None:
     trainer.check(jax.tree.map(lambda a: a[0], state) if stacked else state, data)
-  host_fed = jax.process_count() > 1
+  host_fed = jax.process_count() > 1 or _nbytes(data) > DEVICE_DATA_BYTES
   if mesh is not None:
     models = stacked and len(seeds) % parallel.size(parallel.MODELS, mesh) == 0
     with jax.set_mesh(mesh):

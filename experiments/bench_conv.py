@@ -16,7 +16,6 @@ Prints milliseconds and the ratio (XLA / ours). Results are recorded in docs/ben
 
 from __future__ import annotations
 
-import time
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +23,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from experiments.cli import define_record_flag, save_record, show_table
+from experiments.cli import define_record_flag, save_record, show_table, timed
 
 define_record_flag()
 flags.DEFINE_integer("repeats", 5, "Timed repetitions per measurement (after one warm-up).")
@@ -32,15 +31,9 @@ flags.DEFINE_integer("batch", 64, "Batch size.")
 FLAGS = flags.FLAGS
 
 
-def timed(fn, *args) -> float:
+def timed_ms(fn, *args) -> float:
   """Median wall time of ``fn(*args)`` in ms, after one compile/warm-up call."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(FLAGS.repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return 1000 * float(np.median(times))
+  return 1000 * timed(lambda: fn(*args), FLAGS.repeats)
 
 
 def row(name: str, xla: float, ours: float, *more) -> list:
@@ -64,7 +57,7 @@ def conv_table(batch: int) -> list:
     for conv in (jax.lax.conv_general_dilated, layers.conv_general_dilated):
       f = lambda x, w, conv=conv: conv(x, w, (s, s), pad, dimension_numbers=dn)
       grads = jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(f(x, w) ** 2), argnums=(0, 1)))
-      res.append(timed(grads, x, w))
+      res.append(timed_ms(grads, x, w))
     rows.append(row(name, *res))
   return rows
 
@@ -91,7 +84,7 @@ def step_table(batch: int) -> list:
       layers.conv_general_dilated = conv       # read by ResNet.__call__ at trace time
       try:
         trainer, state, b, key = train_step_fn(width, batch)
-        res.append(timed(jax.jit(trainer.update), state, b, key))
+        res.append(timed_ms(jax.jit(trainer.update), state, b, key))
       finally:
         layers.conv_general_dilated = ours
     rows.append(row(f"ResNet-18, width {width}", *res, f"{1000 * batch / res[1]:.0f}"))
@@ -110,7 +103,7 @@ def loop_table(batch: int) -> list:
 
   scanned = jax.jit(lambda s: jax.lax.scan(lambda s, _: trainer.update(s, b, key), s, None,
                                            length=4)[0])
-  loop_ms, scan_ms = timed(python_loop, state) / 4, timed(scanned, state) / 4
+  loop_ms, scan_ms = timed_ms(python_loop, state) / 4, timed_ms(scanned, state) / 4
   return [["dispatched from Python", f"{loop_ms:.1f}", "1×"],
           ["inside a rolled `lax.scan`", f"{scan_ms:.1f}", f"{scan_ms / loop_ms:.0f}× slower"]]
 
@@ -136,7 +129,7 @@ def stem_table(batch: int) -> list:
     for name, inputs, (theirs, ours) in cases:
       g = jnp.ones_like(ours(inputs, w))
       # inputs, weights and output gradient are arguments, so XLA cannot fold them as constants
-      res = [timed(jax.jit(lambda v, w, g, f=f: jax.vjp(lambda v: f(v, w), v)[1](g)[0]),
+      res = [timed_ms(jax.jit(lambda v, w, g, f=f: jax.vjp(lambda v: f(v, w), v)[1](g)[0]),
                    inputs, w, g) for f in (theirs, ours)]
       rows.append(row(name, *res))
   return rows
@@ -154,7 +147,7 @@ def transpose_table(batch: int) -> list:
     w = jnp.asarray(rng.normal(size=(4, 4, cin, cout)) * 0.05, jnp.float32)
     dilated = lambda x, w: jax.lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), ((2, 2),) * 2,
                                                         lhs_dilation=(2, 2), dimension_numbers=dn)
-    res = [timed(jax.jit(jax.value_and_grad(lambda x, w, f=f: jnp.sum(f(x, w) ** 2),
+    res = [timed_ms(jax.jit(jax.value_and_grad(lambda x, w, f=f: jnp.sum(f(x, w) ** 2),
                                             argnums=(0, 1))), x, w)
            for f in (dilated, layers.conv_transpose_2x)]
     rows.append(row(f"{side}×{side}×{cin} → {2 * side}×{2 * side}×{cout}", *res))

@@ -18,7 +18,6 @@ Needs the test requirements (torch, zennit, captum). Results: docs/benchmarks.md
 from __future__ import annotations
 
 import importlib.metadata
-import statistics
 import time
 
 import jax
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from experiments.cli import define_record_flag, save_record, show_table
+from experiments.cli import define_record_flag, save_record, show_table, timed
 
 define_record_flag()
 flags.DEFINE_list("sizes", ["64", "128"], "Image sizes.")
@@ -39,17 +38,6 @@ flags.DEFINE_bool("skip_captum", False, "Skip captum's IG (the slowest peer).")
 flags.DEFINE_bool("per_layer", False, "Instead: time each convolution of ResNet-18 (64x64 inputs), "
                   "forward and input gradient, ours (XLA) against torch.")
 FLAGS = flags.FLAGS
-
-
-def timed(fn, repeats: int, warmup: int = 1) -> float:
-  for _ in range(warmup):
-    jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 # ResNet-18's convolutions on 64x64 inputs: (name, map side, in, out, kernel, stride, pad, count).

@@ -3,6 +3,7 @@ and one-line errors for bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,16 @@ import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+
+flags.DEFINE_string("mesh", "", "The device layout, 'data=D,models=M': batches split over D "
+                    "devices, stacks of models (candidates, seeds, λ) over M (default: every "
+                    "device on data).")
+flags.DEFINE_string("coordinator_address", "", "host:port of process 0 in a multi-process run "
+                    "(with --num_processes and --process_id; a TPU slice, Slurm or Open MPI is "
+                    "detected without them).")
+flags.DEFINE_integer("num_processes", None, "Processes of a multi-process run.")
+flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 
 
 def define_flags(config_file: str, workdir_default: str):
@@ -45,8 +56,9 @@ def show_table(tables: dict, name: str, header, rows, note: str = "") -> None:
 def save_record(tables: dict, **extra) -> None:
   """With ``--record=PATH``: ``{"command", "provenance", "tables", **extra}`` written atomically
   to PATH, the record ``experiments.regenerate`` renders into the docs."""
+  from debiasjax.parallel import is_primary
   path = flags.FLAGS.record
-  if path:
+  if path and is_primary():
     from debiasjax import report
     report.atomic_write(path, json.dumps({"command": command_line(),
                                           "provenance": report.provenance(), "tables": tables,
@@ -54,8 +66,25 @@ def save_record(tables: dict, **extra) -> None:
     print(f"wrote {path}", flush=True)
 
 
+def timed(fn, repeats: int, warmup: int = 1) -> float:
+  """Median wall time of ``fn()`` over ``repeats`` calls (results ready), after ``warmup``."""
+  import statistics
+  import jax
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
 def log(message: str) -> None:
-  print(message, flush=True)
+  """Prints a line; in a multi-process run tagged with the process index."""
+  import jax
+  tag = f"[process {jax.process_index()}] " if jax.process_count() > 1 else ""
+  print(f"{tag}{message}", flush=True)
 
 
 def command_line() -> str:
@@ -144,14 +173,20 @@ def run_cli(run_fn) -> None:
 
 
 def cli(run_fn):
-  """An ``app.run`` main that calls ``run_fn()`` (with the compilation cache on) and turns bad
-  input into one line on stderr."""
+  """An ``app.run`` main that starts the multi-process runtime when there is one, sets the
+  ``--mesh`` layout, calls ``run_fn()`` (with the compilation cache on) and turns bad input into
+  one line on stderr."""
   def main(argv):
     del argv                                 # parse_flags has refused positional arguments
     logging.set_verbosity(logging.WARNING)   # orbax logs every checkpoint step at INFO
-    compilation_cache()
     try:
-      run_fn()
+      import jax
+      from debiasjax import parallel
+      FLAGS = flags.FLAGS
+      parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+      compilation_cache()
+      with jax.set_mesh(parallel.parse(FLAGS.mesh)) if FLAGS.mesh else contextlib.nullcontext():
+        run_fn()
     except (ValueError, FileNotFoundError, FileExistsError) as error:
       _fail(str(error))
   return main

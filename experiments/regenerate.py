@@ -99,6 +99,7 @@ SOURCES = (
     Source("bench_detoxai", "experiments.bench_detoxai", 9),
     Source("bench_explain", "experiments.bench_explain", 25),
     Source("bench_explain_per_layer", "experiments.bench_explain", 2, args=("--per_layer",)),
+    Source("memory", "experiments.memory", 6),
 )
 
 flags.DEFINE_list("only", None, "Sources to regenerate (default: all); --list names them.")

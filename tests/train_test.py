@@ -158,3 +158,23 @@ def test_fit_compiles_once_and_refits_share_the_step():
     train.fit(phased, state, data, key=key, num_steps=10, batch_size=32, steps_per_call=1)
   assert sorted(set(updates)) == ["a", "b"] and len(updates) == 2   # each traced once
   assert len([f for f in lowered if "run" in f]) == 2
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_data_fed_from_the_host_trains_as_data_on_the_device(monkeypatch, stacked):
+  """Data larger than DEVICE_DATA_BYTES stays on the host and every batch is sent: the same
+  batches, the same parameters."""
+  model, trainer, key, state = mlp_setup()
+  data = toy_table()
+  kw = dict(num_steps=5, batch_size=16, steps_per_call=2)
+  if stacked:
+    keys = jax.random.split(key, 2)
+    state = jax.vmap(lambda k: trainer.init(k, model.init(k, jnp.zeros((1, 6)))))(keys)
+    kw.update(key=keys, seed=[0, 1], stacked=True)
+  else:
+    kw.update(key=key)
+  on_device = train.fit(trainer, state, data, **kw)
+  monkeypatch.setattr(train, "DEVICE_DATA_BYTES", 0)
+  fed = train.fit(trainer, state, data, **kw)
+  for a, b in zip(jax.tree.leaves(on_device), jax.tree.leaves(fed)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

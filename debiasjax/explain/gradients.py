@@ -163,13 +163,16 @@ def step_groups(steps: int, method: str, batch: int, max_batch: int, dtype=np.fl
 
 
 def path_gradient_sum(apply_fn: Callable, x, targets, baseline, alphas, weights):
-  """``sum_i w_i grad f_c(x' + alpha_i (x - x'))`` over one group of nodes, vmapped."""
+  """``sum_i w_i grad f_c(x' + alpha_i (x - x'))`` over one group of nodes, as one batch of
+  B x K points, image-major: a batch split over devices stays split (a vmap over the nodes
+  would put them first and make the partitioner gather the images)."""
   w_out = output_weights(targets, jax.eval_shape(apply_fn, x))
+  b, k = x.shape[0], alphas.shape[0]
   diff = x - baseline
-
-  def at(alpha):
-    return _target_gradient(apply_fn, baseline + alpha * diff, weights=w_out)[0]
-  return jnp.tensordot(weights, jax.vmap(at)(alphas), axes=1)
+  points = baseline[:, None] + alphas.reshape((1, k) + (1,) * (x.ndim - 1)) * diff[:, None]
+  grads = _target_gradient(apply_fn, points.reshape((b * k,) + x.shape[1:]),
+                           weights=jnp.repeat(w_out, k, axis=0))[0]
+  return jnp.tensordot(grads.reshape((b, k) + x.shape[1:]), weights, axes=([1], [0]))
 
 
 @functools.lru_cache(maxsize=16)
