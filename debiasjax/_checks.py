@@ -208,6 +208,13 @@ def check_positive(name: str, value) -> None:
     raise ValueError(f"{name}: expected a positive number, got {value!r}")
 
 
+def check_nonnegative(name: str, value) -> None:
+  """A finite number >= 0."""
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+      or not math.isfinite(value) or value < 0:
+    raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+
+
 def check_option(name: str, value, options) -> None:
   """``value`` is one of ``options``."""
   if value not in options:

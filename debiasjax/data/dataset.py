@@ -34,6 +34,11 @@ class Split(NamedTuple):
   def __len__(self) -> int:
     return int(self.y.shape[0])
 
+  def replace(self, **changes) -> "Split":
+    """This split with some arrays replaced (NamedTuple's ``_replace`` cannot serve: it checks
+    ``len()``, which here counts rows, not fields)."""
+    return Split(**{**self._asdict(), **changes})
+
 
 class Benchmark(NamedTuple):
   """Train, debias and test splits plus ``info``: names, privileged group, split report."""

@@ -244,9 +244,7 @@ class RRState(NamedTuple):
 def _check_rr(criterion, aggregation, lam) -> None:
   _checks.check_option("criterion", criterion, CRITERIA)
   _checks.check_option("aggregation", aggregation, ("l2", "l1"))
-  if isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)) \
-      or not (np.isfinite(lam) and lam >= 0):
-    raise ValueError(f"lam: expected a non-negative number, got {lam!r}")
+  _checks.check_nonnegative("lam", lam)
 
 
 def rr_clarc_trainer(model: nn.Module, layer: str, cav: C.CAV, tx: optax.GradientTransformation,

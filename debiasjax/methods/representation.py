@@ -119,8 +119,7 @@ def vae_trainer(vae: VAE, *, kind: str = "vae", beta: float = 4.0, gamma: float 
   """
   _checks.check_option("kind", kind, KINDS)
   for name, value in (("beta", beta), ("gamma", gamma)):
-    if isinstance(value, bool) or not np.isfinite(value) or value < 0:
-      raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+    _checks.check_nonnegative(name, value)
   _checks.check_positive("learning_rate", learning_rate)
   _checks.check_positive("critic_learning_rate", critic_learning_rate)
   factor = kind == "factor"
@@ -249,9 +248,7 @@ class DVGEState(NamedTuple):
 
 def _check_dvge(eta1, eta2, epsilon, clip, step="gradient") -> None:
   for name, value in (("eta1", eta1), ("eta2", eta2), ("epsilon", epsilon)):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-        or not (np.isfinite(value) and value >= 0):
-      raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+    _checks.check_nonnegative(name, value)
   _checks.check_option("clip", clip, CLIPS)
   _checks.check_option("step", step, STEPS)
 
@@ -482,8 +479,7 @@ def reversal_trainer(model: ReversalNet, *, lam: float = 1.0,
   al. 2016): ``CE(task(h(z)), y) + CE(adversary(R_λ(h(z))), s)`` minimised by all parameters,
   where ``R_λ`` reverses the gradient into ``h`` with weight λ, so the adversary learns to read
   ``s`` while ``h`` learns to hide it. Batches: ``{"x", "y", "group"}``."""
-  if isinstance(lam, bool) or not np.isfinite(lam) or lam < 0:
-    raise ValueError(f"lam: expected a non-negative number, got {lam!r}")
+  _checks.check_nonnegative("lam", lam)
   tx = optax.adam(learning_rate)
 
   def init(key, variables):

@@ -222,7 +222,7 @@ def test_eraser_fits_vmap_over_bootstrap_weights_and_states_hold_arrays_only(nam
   stacked = jax.vmap(eraser.fit, in_axes=(None, None, 0))(jnp.asarray(a), c, jnp.asarray(weights))
   probe = jnp.asarray(a[:16])
   edited = jax.vmap(eraser.apply, in_axes=(0, None))(stacked, probe)
-  for i in range(8):
+  for i in (0, 3, 7):                   # three of the eight: each eager fit costs seconds
     single = eraser.fit(a, c, weights[i])
     for u, v in zip(jax.tree.leaves(single), jax.tree.leaves(stacked)):
       np.testing.assert_allclose(np.asarray(v[i]), np.asarray(u), rtol=2e-4, atol=2e-5)
