@@ -52,18 +52,14 @@ _GLYPHS = {
 }
 
 
-def _segments() -> np.ndarray:
-  """[10, S, 2, 2] segment end points per class (padded by repeating the last segment)."""
-  per_class = []
-  for digit in range(10):
-    segs = [(a, b) for stroke in _GLYPHS[digit] for a, b in zip(stroke[:-1], stroke[1:])]
-    per_class.append(segs)
-  most = max(len(s) for s in per_class)
-  return np.asarray([s + [s[-1]] * (most - len(s)) for s in per_class], np.float32)
+def _segments() -> list:
+  """Per class, the [S, 2, 2] end points of its glyph's segments."""
+  return [np.asarray([(a, b) for stroke in _GLYPHS[digit] for a, b in zip(stroke[:-1], stroke[1:])],
+                     np.float32) for digit in range(10)]
 
 
 _SEGMENTS = _segments()
-_CHUNK = 512
+_CHUNK = 128
 
 
 def render_digits(digits, colours, *, seed: int = 0) -> np.ndarray:
@@ -95,26 +91,28 @@ def render_digits(digits, colours, *, seed: int = 0) -> np.ndarray:
   out = np.empty((n, SIZE, SIZE, 3), np.float32)
   grid = np.stack(np.meshgrid(np.arange(SIZE), np.arange(SIZE), indexing="xy"), -1)
   grid = grid.reshape(-1, 2).astype(np.float32)                         # (x, y) per pixel
-  for start in range(0, n, _CHUNK):
-    sl = slice(start, min(n, start + _CHUNK))
-    p = grid[None] - centre - shift[sl, None]                           # [B, P, 2]
-    # A smooth warp: each coordinate displaced by a sinusoid of the other.
-    p = p + warp_amp[sl, None, None] * np.sin(
-        warp_freq[sl, None, None] * p[..., ::-1] + warp_phase[sl, None])
-    cos, sin = np.cos(-angle[sl]), np.sin(-angle[sl])
-    x = (cos[:, None] * p[..., 0] - sin[:, None] * p[..., 1]) / scale[sl, None]
-    y = (sin[:, None] * p[..., 0] + cos[:, None] * p[..., 1]) / scale[sl, None]
-    x = x - np.tan(shear[sl])[:, None] * y
-    # The glyph's unit box spans 11 x 17 px at scale 1, centred.
-    q = np.stack([x / 11.0 + 0.5, y / 17.0 + 0.5], -1)                  # [B, P, 2]
-    seg = _SEGMENTS[digits[sl]]                                         # [B, S, 2, 2]
-    a, b = seg[:, None, :, 0], seg[:, None, :, 1]                       # [B, 1, S, 2]
-    ab = b - a
-    t = np.clip(((q[:, :, None] - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-9), 0, 1)
-    d = q[:, :, None] - (a + t[..., None] * ab)                         # in glyph units
-    dist = np.sqrt((d[..., 0] * 11.0) ** 2 + (d[..., 1] * 17.0) ** 2).min(-1)   # in px
-    ink = np.clip(width[sl, None] - dist + 0.5, 0, 1).reshape(-1, SIZE, SIZE, 1)
-    out[sl] = ink + (1 - ink) * COLOURS[colours[sl]][:, None, None]
+  for digit in range(10):                    # one glyph, hence one number of segments, at a time
+    seg = _SEGMENTS[digit][None, None]                                  # [1, 1, S, 2, 2]
+    a, ab = seg[..., 0, :], seg[..., 1, :] - seg[..., 0, :]
+    length2 = np.maximum((ab * ab).sum(-1), 1e-9)
+    mine = np.flatnonzero(digits == digit)
+    for start in range(0, mine.size, _CHUNK):
+      sl = mine[start:start + _CHUNK]
+      p = grid[None] - centre - shift[sl, None]                         # [B, P, 2]
+      # A smooth warp: each coordinate displaced by a sinusoid of the other.
+      p = p + warp_amp[sl, None, None] * np.sin(
+          warp_freq[sl, None, None] * p[..., ::-1] + warp_phase[sl, None])
+      cos, sin = np.cos(-angle[sl]), np.sin(-angle[sl])
+      x = (cos[:, None] * p[..., 0] - sin[:, None] * p[..., 1]) / scale[sl, None]
+      y = (sin[:, None] * p[..., 0] + cos[:, None] * p[..., 1]) / scale[sl, None]
+      x = x - np.tan(shear[sl])[:, None] * y
+      # The glyph's unit box spans 11 x 17 px at scale 1, centred.
+      q = np.stack([x / 11.0 + 0.5, y / 17.0 + 0.5], -1)[:, :, None]    # [B, P, 1, 2]
+      t = np.clip(((q - a) * ab).sum(-1) / length2, 0, 1)
+      d = q - (a + t[..., None] * ab)                                   # in glyph units
+      dist = np.sqrt((np.square(d[..., 0] * 11.0) + np.square(d[..., 1] * 17.0)).min(-1))
+      ink = np.clip(width[sl, None] - dist + 0.5, 0, 1).reshape(-1, SIZE, SIZE, 1)
+      out[sl] = ink + (1 - ink) * COLOURS[colours[sl]][:, None, None]
   return out
 
 
