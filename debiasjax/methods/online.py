@@ -17,14 +17,31 @@ IRENE's head and MI term on the pseudo-misaligned samples (:mod:`debiasjax.metho
 Every function here is pure and fixed-shape (masks, no boolean indexing): it jits and vmaps
 over seeds. The reference skips the first epoch (``warmup_epochs=1``); :func:`peak_epoch`
 takes the epochs to skip.
+
+:func:`mining_trainer` does the mining inside the compiled training loop, with no extra pass:
+every step's training-mode forward pass adds its correctly classified features to the epoch's
+centroid sums and the distances of its misclassified samples (to the previous epoch's
+centroids) to the epoch's score, and keeps every sample's latest prediction; at each epoch's
+end the score is compared with the best so far and the predictions of the best epoch are kept.
+The reference instead runs an eval-mode pass over the training set before each epoch; here the
+centroids lag by one epoch and the features are the training forward's (dropout, batch
+statistics), the price of mining for free. It never reads a bias label.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
+
+from debiasjax import _checks
+from debiasjax.methods.adversarial import _train_forward
+from debiasjax.models.taps import tap
+from debiasjax.train import Trainer, check_labels_fit_head, weighted_cross_entropy
 
 
 def class_centroids(z: jax.Array, y: jax.Array, pred: jax.Array, num_classes: int):
@@ -90,3 +107,131 @@ def precision_recall(flagged: jax.Array, truth: jax.Array) -> tuple[jax.Array, j
   flagged, truth = flagged.astype(jnp.float32), truth.astype(jnp.float32)
   both = jnp.sum(flagged * truth)
   return both / jnp.maximum(flagged.sum(), 1.0), both / jnp.maximum(truth.sum(), 1.0)
+
+
+class Voronoi(NamedTuple):
+  """The mining's running statistics (fixed shapes: K classes, D features, N samples)."""
+  sums: jax.Array          # [K, D] features of this epoch's correct samples
+  counts: jax.Array        # [K]
+  centroids: jax.Array     # [K, D] of the previous epoch
+  score_sum: jax.Array     # this epoch's sum of rel over misclassified samples
+  wrong: jax.Array         # this epoch's misclassified samples
+  pred: jax.Array          # [N] every sample's latest prediction
+  best_score: jax.Array    # the best finished epoch's score
+  best_epoch: jax.Array    # e* so far (-1: none yet)
+  best_pred: jax.Array     # [N] the predictions of e*
+  scores: jax.Array        # [E] every finished epoch's score
+
+
+class MiningState(NamedTuple):
+  """A supervised training state with the mining's statistics."""
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  mining: Voronoi
+
+
+def _finish_epoch(m: Voronoi, epoch: jax.Array, skip: int) -> Voronoi:
+  """Closes epoch ``epoch``: its score against the best, its centroids for the next one."""
+  score = m.score_sum / jnp.maximum(m.wrong, 1.0)
+  better = (epoch >= skip) & (m.wrong > 0) & (score > m.best_score)
+  return Voronoi(jnp.zeros_like(m.sums), jnp.zeros_like(m.counts),
+                 m.sums / jnp.maximum(m.counts, 1.0)[:, None], jnp.zeros_like(m.score_sum),
+                 jnp.zeros_like(m.wrong), m.pred, jnp.where(better, score, m.best_score),
+                 jnp.where(better, epoch, m.best_epoch), jnp.where(better, m.pred, m.best_pred),
+                 m.scores.at[epoch].set(score, mode="drop"))
+
+
+def mining_trainer(model, layer: str, features: jax.ShapeDtypeStruct,
+                   tx: optax.GradientTransformation, *, num_classes: int, num_examples: int,
+                   steps_per_epoch: int, num_epochs: int, skip: int = 1,
+                   train_kwargs=None) -> Trainer:
+  """Vanilla training (softmax cross-entropy) that mines the bias at ``layer`` as it goes.
+
+  Args:
+    model, layer: the Flax module and its bottleneck's module path (e.g. ``"pool"``).
+    features: shape of one sample's bottleneck (``[1, D]``).
+    tx: the optimizer.
+    num_classes, num_examples: K classes, N training samples.
+    steps_per_epoch, num_epochs: the run's shape (epoch e covers its steps).
+    skip: the first ``skip`` epochs are never e* (the reference: 1).
+    train_kwargs: the training-mode forward's keyword arguments (default ``{"train": True}``).
+
+  Batches carry ``x``, ``y`` and ``index`` (each row's position in the training set, 0..N-1);
+  :func:`mined` closes the last epoch and gives e*'s pseudo labels and weights.
+  """
+  for name, value, low in (("num_classes", num_classes, 2), ("num_examples", num_examples, 1),
+                           ("steps_per_epoch", steps_per_epoch, 1), ("num_epochs", num_epochs, 1),
+                           ("skip", skip, 0)):
+    _checks.check_int(name, value, low)
+  train_kwargs = {"train": True} if train_kwargs is None else dict(train_kwargs)
+  init, update = _mining_steps(model, layer, features, tx, num_classes, num_examples,
+                               steps_per_epoch, num_epochs, skip,
+                               tuple(sorted(train_kwargs.items())))
+
+  def check(state, data):
+    check_labels_fit_head(model, {"params": state.params, **state.model_state}, data)
+    index = data.get("index")
+    if index is None or not np.array_equal(np.sort(np.asarray(index)), np.arange(num_examples)):
+      raise ValueError(f"data['index']: expected every row's position 0..{num_examples - 1} "
+                       "(np.arange(N)), so the mining can keep each sample's prediction")
+  return Trainer(init, update, check=check)
+
+
+@functools.lru_cache(maxsize=16)
+def _mining_steps(model, layer, features, tx, k, n, steps_per_epoch, num_epochs, skip,
+                  train_kwargs):
+  train_kwargs = dict(train_kwargs)
+  layer_tap = tap(model, layer)
+  d = int(np.prod(features.shape[1:]))
+
+  def init(key, variables):
+    del key
+    params = variables["params"]
+    model_state = {c: v for c, v in variables.items() if c != "params"}
+    f32, i32 = jnp.float32, jnp.int32
+    stats = Voronoi(jnp.zeros((k, d), f32), jnp.zeros(k, f32), jnp.zeros((k, d), f32),
+                    jnp.zeros((), f32), jnp.zeros((), i32), jnp.full(n, -1, i32),
+                    jnp.full((), -jnp.inf, f32), jnp.full((), -1, i32), jnp.full(n, -1, i32),
+                    jnp.zeros(num_epochs, f32))
+    return MiningState(jnp.zeros((), i32), params, model_state, tx.init(params), stats)
+
+  def update(st: MiningState, batch, key):
+    epoch = st.step // steps_per_epoch
+    closed = _finish_epoch(st.mining, epoch - 1, skip)
+    m = jax.tree.map(lambda a, b: jnp.where((st.step % steps_per_epoch == 0) & (epoch > 0), a, b),
+                     closed, st.mining)
+    _, k_drop = jax.random.split(key)
+
+    def loss_fn(p):
+      logits, new_state, z = _train_forward(model, {"params": p, **st.model_state}, batch["x"],
+                                            k_drop, train_kwargs, layer_tap)
+      ce = weighted_cross_entropy(logits, batch["y"], batch.get("weight"))
+      return ce, (logits, new_state, z)
+
+    (loss, (logits, new_state, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params)
+    updates, opt = tx.update(grads, st.opt_state, st.params)
+    z = jax.lax.stop_gradient(z.reshape(z.shape[0], -1)).astype(jnp.float32)
+    pred = jnp.argmax(logits, -1).astype(jnp.int32)
+    y = batch["y"]
+    correct = jax.nn.one_hot(y, k, dtype=z.dtype) * (pred == y)[:, None]
+    rel = boundary_distances(z, y, pred, m.centroids)
+    ready = epoch >= 1                       # no centroids before the first epoch has ended
+    m = m._replace(sums=m.sums + correct.T @ z, counts=m.counts + correct.sum(0),
+                   score_sum=m.score_sum + jnp.where(ready, rel.sum(), 0.0),
+                   wrong=m.wrong + jnp.where(ready, (pred != y).sum(), 0).astype(jnp.int32),
+                   pred=m.pred.at[batch["index"]].set(pred))
+    return (MiningState(st.step + 1, optax.apply_updates(st.params, updates), new_state, opt, m),
+            {"loss": loss, "accuracy": jnp.mean(pred == y)})
+
+  return init, update
+
+
+def mined(state: MiningState, y, num_classes: int, steps_per_epoch: int, skip: int = 1):
+  """``(Mined, e*, epoch scores)`` of a finished :func:`mining_trainer` run (its last epoch
+  closed here)."""
+  epoch = state.step // steps_per_epoch
+  m = _finish_epoch(state.mining, epoch - 1 if state.step % steps_per_epoch == 0 else epoch,
+                    skip)
+  return mine(jnp.asarray(y), m.best_pred, num_classes), m.best_epoch, m.scores
