@@ -50,7 +50,9 @@ def mutual_information(q: jax.Array, labels: jax.Array, num_classes: int,
   n = jnp.sum(w)
   joint = jnp.maximum((g * w[:, None]).T @ q / jnp.maximum(n, 1.0), 1e-15)
   rows, cols = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
-  mi = jnp.sum(joint * jnp.log(joint / (rows * cols))) / np.log(num_classes)
+  # log P - log P_row - log P_col, not log(P / (P_row P_col)): the quotient's gradient squares
+  # P_row P_col, which underflows for clamped entries (1e-30 squared) and gives NaN.
+  mi = jnp.sum(joint * (jnp.log(joint) - jnp.log(rows) - jnp.log(cols))) / np.log(num_classes)
   return jnp.where(n > 0, mi, 0.0)
 
 

@@ -34,6 +34,10 @@ def test_mutual_information_on_hand_built_joints():
   assert float(irene.mutual_information(q, labels, 4, mask)) == pytest.approx(
       _mi_by_hand(np.asarray(q)[::3], np.asarray(labels)[::3], 4), abs=1e-5)
   assert float(irene.mutual_information(q, labels, 4, jnp.zeros(100, bool))) == 0.0
+  # Finite gradients everywhere, also with an empty mask (a batch without misaligned samples).
+  for mask in (None, jnp.zeros(100, bool), mask):
+    grad = jax.grad(lambda q: irene.mutual_information(q, labels, 4, mask))(q)
+    assert bool(jnp.isfinite(grad).all())
 
 
 def _setup(gamma, alpha=0.5):
