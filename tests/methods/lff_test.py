@@ -1,0 +1,77 @@
+"""LfF's trainer and JTT's weights."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from debiasjax import models, train
+from debiasjax.methods import lff
+
+
+def test_gce_gradient_is_q_times_the_generalized_cross_entropy_gradient():
+  logits = jax.random.normal(jax.random.key(0), (6, 4))
+  y = jnp.asarray([0, 1, 2, 3, 0, 1])
+  q = 0.7
+  ours = jax.grad(lambda z: lff.generalized_cross_entropy(z, y, q).sum())(logits)
+
+  def gce(z):
+    p = jnp.take_along_axis(jax.nn.softmax(z), y[:, None], -1)[:, 0]
+    return ((1 - p ** q) / q).sum()
+  np.testing.assert_allclose(ours, q * jax.grad(gce)(logits), rtol=1e-5, atol=1e-7)
+
+
+def _setup(n=40, k=4):
+  model = models.MLP(num_layers=1, width=8, dropout=0.0, num_classes=k)
+  rng = np.random.default_rng(0)
+  data = {"x": rng.normal(size=(n, 5)).astype(np.float32), "y": np.arange(n) % k,
+          "index": np.arange(n)}
+  trainer = lff.lff_trainer(model, optax.adam(1e-2), labels=data["y"], num_classes=k)
+  return model, trainer, data
+
+
+def test_twin_networks_weigh_every_sample_one_half_and_averages_start_at_the_loss():
+  model, trainer, data = _setup()
+  key = jax.random.key(0)
+  state = trainer.init(key, model.init(key, data["x"][:1]))
+  batch = {k: jnp.asarray(v[:10]) for k, v in data.items()}
+  new, metrics = trainer.update(state, batch, key)
+  assert float(metrics["weight"]) == pytest.approx(0.5, abs=1e-6)    # same network, same loss
+  logits, _ = model.apply(model.init(key, data["x"][:1]), batch["x"], train=True,
+                          mutable=["batch_stats"])                   # training mode, as a step
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
+  np.testing.assert_allclose(new.ema_bias[:10], ce, rtol=1e-5)       # first visit: the loss
+  assert not bool(new.seen[10:].any()) and bool(new.seen[:10].all())
+  again, _ = trainer.update(new, batch, key)                          # later visits: the EMA
+  assert not np.allclose(np.asarray(again.ema_bias[:10]), np.asarray(new.ema_bias[:10]))
+  # The biased network learns the GCE, the debiased one the weighted CE: they part.
+  assert not np.allclose(np.asarray(again.params["head"]["kernel"]),
+                         np.asarray(again.bias_params["head"]["kernel"]))
+
+
+def test_stacked_seeds_equal_single_runs():
+  model, trainer, data = _setup()
+  keys = jax.random.split(jax.random.key(1), 2)
+  states = jax.vmap(lambda k: trainer.init(k, model.init(k, data["x"][:1])))(keys)
+  stacked = train.fit(trainer, states, data, key=keys, seed=[0, 1], num_steps=6, batch_size=10,
+                      stacked=True)
+  for i in range(2):
+    single = train.fit(trainer, jax.tree.map(lambda a: a[i], states), data, key=keys[i], seed=i,
+                       num_steps=6, batch_size=10)
+    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(stacked)):
+      np.testing.assert_allclose(np.asarray(b[i]), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
+def test_refusals_and_jtt_weights():
+  model, trainer, data = _setup()
+  key = jax.random.key(0)
+  state = trainer.init(key, model.init(key, data["x"][:1]))
+  with pytest.raises(ValueError, match=r"data\['index'\]: expected every row's position"):
+    train.fit(trainer, state, {**data, "index": data["index"][::-1].copy()}, key=key,
+              num_steps=1, batch_size=8)
+  with pytest.raises(ValueError, match="ema: expected a decay in"):
+    lff.lff_trainer(model, optax.sgd(0.1), labels=data["y"], num_classes=4, ema=1.0)
+  np.testing.assert_array_equal(lff.jtt_weights([0, 1, 1], [0, 0, 1], 50), [1, 50, 1])
+  with pytest.raises(ValueError, match="lambda_up"):
+    lff.jtt_weights([0], [0], 0)
