@@ -21,9 +21,10 @@ import orbax.checkpoint as ocp
 
 
 class Checkpoints:
-  """Numbered checkpoints of one pytree in ``directory`` (the newest ``max_to_keep`` kept)."""
+  """Numbered checkpoints of one pytree in ``directory`` (the newest ``max_to_keep`` kept;
+  None keeps every one)."""
 
-  def __init__(self, directory: str, *, max_to_keep: int = 2):
+  def __init__(self, directory: str, *, max_to_keep: Optional[int] = 2):
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=False)
@@ -33,6 +34,10 @@ class Checkpoints:
   def latest_step(self) -> Optional[int]:
     """The newest complete step, or None."""
     return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    """Every complete step kept, oldest first."""
+    return sorted(self._manager.all_steps())
 
   def save(self, step: int, tree: Any, *, metadata: Optional[dict] = None) -> None:
     """Writes ``tree`` (and ``metadata``) as checkpoint ``step``."""

@@ -26,6 +26,9 @@ end the score is compared with the best so far and the predictions of the best e
 The reference instead runs an eval-mode pass over the training set before each epoch; here the
 centroids lag by one epoch and the features are the training forward's (dropout, batch
 statistics), the price of mining for free. It never reads a bias label.
+
+:func:`mined_from_checkpoints` is the post-hoc form for a model already trained: the
+reference's eval-mode procedure over the per-epoch checkpoints its run kept.
 """
 
 from __future__ import annotations
@@ -235,3 +238,42 @@ def mined(state: MiningState, y, num_classes: int, steps_per_epoch: int, skip: i
   m = _finish_epoch(state.mining, epoch - 1 if state.step % steps_per_epoch == 0 else epoch,
                     skip)
   return mine(jnp.asarray(y), m.best_pred, num_classes), m.best_epoch, m.scores
+
+
+def mined_from_checkpoints(model, layer: str, checkpoints, template, x, y, *, num_classes: int,
+                           skip: int = 1, steps=None):
+  """The post-hoc form: mining from the checkpoints a finished vanilla run kept (one per
+  epoch), by the reference's own procedure: an eval-mode pass over the training set per
+  checkpoint (:func:`debiasjax.evaluate.map_batches`, so it is split over the devices),
+  centroids, the epoch score, e* and the pseudo labels. Returns ``(Mined, e* as a step,
+  {step: score})``.
+
+  Args:
+    model, layer: the trained Flax module and its bottleneck.
+    checkpoints: a :class:`debiasjax.checkpoint.Checkpoints` holding training states.
+    template: a training state of the run's structure (what the checkpoints restore into).
+    x, y: the training set (no bias labels).
+    skip: the first ``skip`` checkpoints are never e*.
+    steps: the checkpoint steps to read (default: every one kept, in order).
+  """
+  from debiasjax.evaluate import map_batches
+  from debiasjax.train import variables_of
+  steps = sorted(checkpoints.all_steps()) if steps is None else list(steps)
+  if len(steps) <= skip:
+    raise ValueError(f"checkpoints: expected more than skip={skip} checkpoints (one per epoch "
+                     f"of the vanilla run), got {len(steps)} in {checkpoints.directory}")
+  layer_tap = tap(model, layer)
+
+  def forward(variables, xb):
+    logits, z = layer_tap.forward(variables, xb)
+    return jnp.argmax(logits, -1).astype(jnp.int32), z.reshape(z.shape[0], -1)
+
+  y = jnp.asarray(y)
+  scores, preds = {}, {}
+  for step in steps:
+    variables = variables_of(checkpoints.restore(template, step=step))
+    pred, z = map_batches(forward, variables, np.asarray(x))
+    preds[step] = pred
+    scores[step] = float(epoch_score(jnp.asarray(z), y, jnp.asarray(pred), num_classes))
+  best = steps[int(peak_epoch(jnp.asarray([scores[s] for s in steps]), skip))]
+  return mine(y, jnp.asarray(preds[best]), num_classes), best, scores

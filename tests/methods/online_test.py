@@ -127,3 +127,31 @@ def test_mining_over_stacked_seeds_equals_single_runs():
                        num_steps=12, batch_size=12)
     for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(stacked)):
       np.testing.assert_allclose(np.asarray(b[i]), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
+def test_post_hoc_mining_from_the_checkpoints_of_a_vanilla_run(tmp_path):
+  """The reference's eval-mode procedure on a finished run's per-epoch checkpoints flags the
+  conflicting digits as the in-loop mining does (same floor)."""
+  import optax
+  from debiasjax import models, train
+  from debiasjax.checkpoint import Checkpoints
+  from debiasjax.data.digits import biased_digits, hide_bias
+  bench = biased_digits(rho=0.99, n_train=2000, n_debias=20, n_test=20, seed=1)
+  given = hide_bias(bench.train)
+  model = models.MLP(num_layers=2, width=32, dropout=0.0, num_classes=10)
+  trainer = train.supervised(model, optax.adam(1e-3))
+  key = jax.random.key(0)
+  state = trainer.init(key, model.init(key, given.x[:1]))
+  checkpoints = Checkpoints(str(tmp_path / "run"), max_to_keep=None)
+  train.fit(trainer, state, {"x": given.x, "y": given.y}, key=key, num_steps=80, batch_size=100,
+            steps_per_call=20, checkpoints=checkpoints, save_every=20)
+  assert checkpoints.all_steps() == [20, 40, 60, 80]
+  m, step, scores = online.mined_from_checkpoints(model, "layer2", checkpoints, state, given.x,
+                                                  given.y, num_classes=10)
+  truth = bench.train.y != bench.train.group
+  precision, recall = online.precision_recall(m.misaligned, jnp.asarray(truth))
+  assert float(precision) >= 0.9 and float(recall) >= 0.9, (precision, recall, scores)
+  assert step in (40, 60, 80) and scores[step] == max(scores[s] for s in (40, 60, 80))
+  with pytest.raises(ValueError, match="checkpoints: expected more than skip=4"):
+    online.mined_from_checkpoints(model, "layer2", checkpoints, state, given.x, given.y,
+                                  num_classes=10, skip=4)
