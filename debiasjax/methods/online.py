@@ -28,7 +28,8 @@ centroids lag by one epoch and the features are the training forward's (dropout,
 statistics), the price of mining for free. It never reads a bias label.
 
 :func:`mined_from_checkpoints` is the post-hoc form for a model already trained: the
-reference's eval-mode procedure over the per-epoch checkpoints its run kept.
+reference's eval-mode procedure over the per-epoch checkpoints its run kept. :func:`two_runs`
+is the whole method: the mining run, then the debiased run.
 """
 
 from __future__ import annotations
@@ -277,3 +278,36 @@ def mined_from_checkpoints(model, layer: str, checkpoints, template, x, y, *, nu
     scores[step] = float(epoch_score(jnp.asarray(z), y, jnp.asarray(pred), num_classes))
   best = steps[int(peak_epoch(jnp.asarray([scores[s] for s in steps]), skip))]
   return mine(y, jnp.asarray(preds[best]), num_classes), best, scores
+
+
+def two_runs(model, layer: str, x, y, *, key, num_classes: int, num_epochs: int,
+             batch_size: int, tx: optax.GradientTransformation, alpha: float = 1.0,
+             gamma: float = 2.0, skip: int = 1, steps_per_call=None):
+  """The unsupervised method end to end on a training set ``(x, y)`` without bias labels: a
+  vanilla run that mines (:func:`mining_trainer`), then a run from the same initialisation
+  on the mined weights with IRENE's head on b* and the MI term on the pseudo-misaligned
+  samples (:func:`debiasjax.methods.irene.irene_trainer`; the reference: gamma 2).
+
+  Returns ``(vanilla variables, debiased variables, Mined, e*)``.
+  """
+  from debiasjax import train
+  from debiasjax.methods import irene
+  x, y = np.asarray(x), np.asarray(y)
+  n = len(y)
+  steps_per_epoch = n // batch_size
+  variables = model.init(key, x[:1])
+  features = jax.eval_shape(lambda v, xb: tap(model, layer).activations(v, xb), variables, x[:1])
+  features = jax.ShapeDtypeStruct((1,) + features.shape[1:], features.dtype)
+  miner = mining_trainer(model, layer, features, tx, num_classes=num_classes, num_examples=n,
+                         steps_per_epoch=steps_per_epoch, num_epochs=num_epochs, skip=skip)
+  run = dict(key=key, num_steps=steps_per_epoch * num_epochs, batch_size=batch_size,
+             steps_per_call=steps_per_call)
+  state = train.fit(miner, miner.init(key, variables), {"x": x, "y": y, "index": np.arange(n)},
+                    **run)
+  found, e_star, _ = mined(state, y, num_classes, steps_per_epoch, skip)
+  remover = irene.irene_trainer(model, layer, features, num_private=num_classes, alpha=alpha,
+                                gamma=gamma, tx=tx, head_tx=tx)
+  data = {"x": x, "y": y, "private": np.asarray(found.bias), "weight": np.asarray(found.weight),
+          "mi_mask": np.asarray(found.misaligned, np.float32)}
+  debiased = train.fit(remover, remover.init(key, variables), data, **run)
+  return train.variables_of(state), irene.variables_of(debiased), found, e_star

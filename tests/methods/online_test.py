@@ -155,3 +155,22 @@ def test_post_hoc_mining_from_the_checkpoints_of_a_vanilla_run(tmp_path):
   with pytest.raises(ValueError, match="checkpoints: expected more than skip=4"):
     online.mined_from_checkpoints(model, "layer2", checkpoints, state, given.x, given.y,
                                   num_classes=10, skip=4)
+
+
+def test_two_runs_beat_vanilla_on_the_unbiased_digits_without_bias_labels():
+  """Mining then reweighting with IRENE's head on b*: the unbiased-test accuracy of an MLP on
+  rho = 0.99 digits rises above the vanilla run's (measured over seeds 0-2: 0.12 -> 0.16-0.19;
+  the floor, +0.03, is half the smallest gain)."""
+  import optax
+  from debiasjax import models
+  from debiasjax.data.digits import biased_digits, hide_bias
+  bench = biased_digits(rho=0.99, n_train=2000, n_debias=20, n_test=500, seed=0)
+  given = hide_bias(bench.train)
+  model = models.MLP(num_layers=2, width=128, dropout=0.0, num_classes=10)
+  vanilla, debiased, found, _ = online.two_runs(model, "layer2", given.x, given.y,
+                                                key=jax.random.key(0), num_classes=10,
+                                                num_epochs=8, batch_size=100, tx=optax.adam(1e-3))
+  accuracy = lambda v: float((np.argmax(np.asarray(model.apply(v, bench.test.x)), -1)
+                              == bench.test.y).mean())
+  assert accuracy(debiased) > accuracy(vanilla) + 0.03, (accuracy(vanilla), accuracy(debiased))
+  assert int(found.misaligned.sum()) == 20
