@@ -47,9 +47,7 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], variables: Any, x: np.ndarr
     raise ValueError("x: expected at least one row, got 0")
   size = parallel.row_multiple(min(batch_size, n))
   f = jax.jit(fn)
-  if parallel.current() is not None:
-    variables = parallel.put(variables)
-  mine = parallel.local_slice(size)
+  variables = parallel.put(variables)
   out = []
   for start in range(0, n, size):
     xb = np.asarray(x[start:start + size])
@@ -57,7 +55,7 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], variables: Any, x: np.ndarr
     if pad:
       xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
     out.append(jax.tree.map(lambda v: v[:size - pad],
-                            parallel.to_host(f(variables, parallel.global_rows(xb[mine], size)))))
+                            parallel.to_host(f(variables, parallel.global_rows(xb)))))
   return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
 
 

@@ -14,7 +14,8 @@ does; only the order of cross-device sums can differ (results equal to float rou
 
 Several hosts (a TPU slice, a Slurm allocation, several GPU machines) start JAX's runtime with
 :func:`initialize` before anything else; each process then builds only its own rows of a global
-batch (:func:`global_rows`), and :func:`is_primary` says which one writes results.
+batch (:func:`global_rows`, :func:`local_block`), and :func:`is_primary` says which one
+writes results.
 """
 
 from __future__ import annotations
@@ -164,21 +165,18 @@ def local_block(s: Optional[NamedSharding], shape: Sequence[int]) -> tuple:
                for d, n in enumerate(shape))
 
 
-def local_slice(global_rows_count: int) -> slice:
-  """The rows of a global batch of ``global_rows_count`` that this process holds under the
-  ``"data"`` sharding (all of them in a one-process run)."""
-  return local_block(sharding(DATA), (global_rows_count,))[0]
-
-
-def global_rows(local: Any, global_rows_count: int) -> Any:
-  """The global batch, sharded over ``"data"``, of which this process holds ``local``: the
-  rows :func:`local_slice` names (one process: ``local`` is the whole batch). Built with
-  ``jax.make_array_from_process_local_data``, so no process reads another's rows."""
+def global_rows(batch: Any) -> Any:
+  """A host batch (a pytree of arrays with one leading size, every process holding the same)
+  on the devices, split over ``"data"``: each process puts only its own block of rows, with
+  ``jax.make_array_from_process_local_data``."""
   s = sharding(DATA)
   if s is None:
-    return jax.device_put(local)
-  return jax.tree.map(lambda a: jax.make_array_from_process_local_data(
-      s, np.asarray(a), (global_rows_count, *np.shape(a)[1:])), local)
+    return jax.device_put(batch)
+
+  def one(a):
+    a = np.asarray(a)
+    return jax.make_array_from_process_local_data(s, a[local_block(s, a.shape[:1])], a.shape)
+  return jax.tree.map(one, batch)
 
 
 def to_host(tree: Any) -> Any:

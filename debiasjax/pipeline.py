@@ -27,7 +27,7 @@ from debiasjax import _checks
 
 IMAGE_DATA = ("faces", "celeba")
 TABLE_DATA = ("census", "adult", "bank", "compas", "german")
-MODELS = {"images": ("resnet18", "resnet34", "resnet50"), "tables": ("mlp",)}
+MODELS = {"images": ("resnet18", "resnet34", "resnet50"), "tables": ("mlp",)}   # RESNETS' keys
 DEFAULT_PROTECTED = {"census": "sex", "adult": "sex", "german": "sex", "compas": "race",
                      "bank": "age", "celeba": "Wearing_Necktie"}
 EXPLAINERS = ("lrp", "ig", "none")
@@ -151,8 +151,7 @@ def build_model(config):
   m = config.model
   if m.name == "mlp":
     return models.MLP(num_layers=m.mlp_layers, width=m.mlp_width, dropout=m.dropout)
-  cls = {"resnet18": models.ResNet18, "resnet34": models.ResNet34, "resnet50": models.ResNet50}
-  return cls[m.name](width=m.width, small_images=m.small_images)
+  return models.RESNETS[m.name](width=m.width, small_images=m.small_images)
 
 
 def build_methods(config) -> dict:

@@ -219,14 +219,13 @@ def _chunk_fn(update: Callable, mesh: Optional[Mesh], host_fed: bool):
   return run
 
 
-def _host_batches(data: dict, idx: np.ndarray, mesh: Optional[Mesh], stacked: bool) -> dict:
+def _host_batches(data: dict, idx: np.ndarray, mesh: Optional[Mesh], models: tuple) -> dict:
   """The batches [(K,) T, B, ...] of indices ``idx`` gathered on the host, each process putting
-  only its own block of them on its devices (``make_array_from_process_local_data``)."""
+  only its own block of them on its devices (``make_array_from_process_local_data``);
+  ``models`` is the stack axis's spec (``()`` unstacked)."""
   if mesh is None:
     return jax.device_put({k: np.asarray(v)[idx] for k, v in data.items()})
-  models = stacked and idx.shape[0] % parallel.size(parallel.MODELS, mesh) == 0
-  spec = ((parallel.MODELS if models else None,) if stacked else ()) + (None, parallel.DATA)
-  sharding = parallel.sharding(*spec, m=mesh)
+  sharding = parallel.sharding(*models, None, parallel.DATA, m=mesh)
   mine = idx[parallel.local_block(sharding, idx.shape)]
   return {k: jax.make_array_from_process_local_data(
       sharding, np.asarray(v)[mine], (*idx.shape, *np.shape(v)[1:])) for k, v in data.items()}
@@ -346,10 +345,12 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
   if trainer.check is not None:
     trainer.check(jax.tree.map(lambda a: a[0], state) if stacked else state, data)
   host_fed = jax.process_count() > 1 or _nbytes(data) > DEVICE_DATA_BYTES
+  # The spec of the stack axis: split over "models" when the stack divides it evenly.
+  splits = mesh is not None and len(seeds) % parallel.size(parallel.MODELS, mesh) == 0
+  models = ((parallel.MODELS if splits else None,) if stacked else ())
   if mesh is not None:
-    models = stacked and len(seeds) % parallel.size(parallel.MODELS, mesh) == 0
     with jax.set_mesh(mesh):
-      state = parallel.put(state, parallel.MODELS if models else None)
+      state = parallel.put(state, *models)
       if not host_fed:
         data = parallel.put(data)
   elif not host_fed:
@@ -375,7 +376,7 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
     idx = idx if stacked else idx[0]
     chunk = _compiled_chunk(_update_of(trainer, phase), mesh, stacked, host_fed)
     if host_fed:
-      state, metrics = chunk(state, None, _host_batches(data, idx, mesh, stacked), key)
+      state, metrics = chunk(state, None, _host_batches(data, idx, mesh, models), key)
     else:
       state, metrics = chunk(state, data, idx, key)
     step = stop

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 from absl import flags
 
-from experiments.cli import define_record_flag, log, run_cli, save_record, show_table, timed
+from experiments.cli import define_network_flags, define_record_flag, log, network_from_flags, \
+    run_cli, save_record, show_table, timed
 
 define_record_flag()
-flags.DEFINE_enum("model", "resnet50", ["resnet18", "resnet34", "resnet50"], "The network.")
+define_network_flags()
 flags.DEFINE_list("sizes", ["64", "224"], "Image sides.")
 flags.DEFINE_integer("batch", 64, "Images per device in a batch.")
 flags.DEFINE_integer("repeats", 5, "Timed repetitions (median).")
 flags.DEFINE_integer("ig_steps", 50, "Integrated-gradient steps.")
 flags.DEFINE_integer("candidates", 32, "Random-perturbation candidates timed.")
 flags.DEFINE_integer("split", 512, "Images in the debias split the search scores.")
-flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
-                  "Computation dtype of the network (parameters stay float32).")
 FLAGS = flags.FLAGS
 
 
@@ -47,19 +46,16 @@ def cuda_peers():
 
 def run():
   import jax
-  import jax.numpy as jnp
   import numpy as np
   import optax
 
   from debiasjax import explain as ex
-  from debiasjax import evaluate, models, parallel, train
+  from debiasjax import evaluate, parallel, train
   from debiasjax.data.dataset import Split
   from debiasjax.methods import search
   from debiasjax.methods.objective import Objective
 
-  dtype = jnp.bfloat16 if FLAGS.precision == "bfloat16" else jnp.float32
-  name = {"resnet18": "ResNet18", "resnet34": "ResNet34", "resnet50": "ResNet50"}[FLAGS.model]
-  model = getattr(models, name)(num_classes=2, dtype=dtype)
+  model = network_from_flags()
   n = jax.local_device_count()
   b = FLAGS.batch * n
   peers = cuda_peers()

@@ -39,6 +39,22 @@ def define_flags(config_file: str, workdir_default: str):
   return config
 
 
+def define_network_flags() -> None:
+  """``--model`` (a ResNet of ``models.RESNETS``) and ``--precision`` (its computation dtype)
+  for the device programs (:func:`network_from_flags`)."""
+  flags.DEFINE_enum("model", "resnet50", ["resnet18", "resnet34", "resnet50"], "The network.")
+  flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                    "Computation dtype of the network (parameters stay float32).")
+
+
+def network_from_flags():
+  """The two-class ResNet of ``--model`` computing in ``--precision``."""
+  import jax.numpy as jnp
+  from debiasjax import models
+  dtype = jnp.bfloat16 if flags.FLAGS.precision == "bfloat16" else jnp.float32
+  return models.RESNETS[flags.FLAGS.model](num_classes=2, dtype=dtype)
+
+
 def define_record_flag() -> None:
   """``--record``: where a program writes the tables it prints (see :func:`save_record`)."""
   flags.DEFINE_string("record", None, "Also write the printed tables (Markdown), the command and "

@@ -19,13 +19,13 @@ import sys
 
 from absl import flags
 
-flags.DEFINE_enum("model", "resnet50", ["resnet18", "resnet34", "resnet50"], "The network.")
+from experiments.cli import define_network_flags, network_from_flags
+
+define_network_flags()
 flags.DEFINE_integer("image", 224, "Image side (pixels).")
 flags.DEFINE_integer("batch", 256, "Global batch (split over the devices).")
 flags.DEFINE_integer("devices", 8, "Devices (fake host devices on a CPU).")
 flags.DEFINE_integer("ig_nodes", 4, "Quadrature nodes in one integrated-gradients step group.")
-flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
-                  "Computation dtype of the network (parameters stay float32).")
 FLAGS = flags.FLAGS
 
 
@@ -48,7 +48,7 @@ def run():
   import jax.numpy as jnp
   import optax
 
-  from debiasjax import models, parallel, train
+  from debiasjax import parallel, train
   from debiasjax.explain.lrp import _lrp
   from debiasjax.explain.gradients import _compiled_group, step_groups
   from experiments.cli import save_record, show_table
@@ -59,9 +59,7 @@ def run():
   if FLAGS.batch % FLAGS.devices:
     raise ValueError(f"batch: expected a multiple of the {FLAGS.devices} devices, got "
                      f"{FLAGS.batch}")
-  dtype = jnp.bfloat16 if FLAGS.precision == "bfloat16" else jnp.float32
-  model = getattr(models, {"resnet18": "ResNet18", "resnet34": "ResNet34",
-                           "resnet50": "ResNet50"}[FLAGS.model])(num_classes=2, dtype=dtype)
+  model = network_from_flags()
   b, s = FLAGS.batch, FLAGS.image
   mesh = parallel.mesh()
   rows, same = parallel.sharding(parallel.DATA, m=mesh), parallel.sharding(m=mesh)

@@ -22,7 +22,9 @@ def test_one_device_places_nothing():
   assert parallel.size(parallel.DATA) == parallel.size(parallel.EVERY) == 1
   x = np.ones((3, 2))
   assert parallel.constrain(x, parallel.DATA) is x
-  assert parallel.row_multiple(5) == 5 and parallel.local_slice(7) == slice(0, 7)
+  assert parallel.row_multiple(5) == 5
+  assert parallel.local_block(parallel.sharding(parallel.DATA), (7, 3)) == (slice(0, 7),
+                                                                          slice(0, 3))
 
 
 def test_a_one_device_mesh_leaves_every_axis_out():

@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from debiasjax import parallel
-
 from debiasjax.explain.gradients import integrated_gradients_in_groups
 from debiasjax.explain.lrp import lrp
 from debiasjax.explain.rules import Composite, epsilon_plus_flat
 from debiasjax.metrics.saliency import heatmap
-from debiasjax.parallel import DATA
 from debiasjax.progress import notify
 
 METHODS = ("lrp", "ig")
@@ -39,18 +37,16 @@ def saliency_maps(model, variables, x, targets, *, method: str = "lrp",
     apply_fn = getattr(model, "apply", model)
     explain = lambda v, xb, tb: integrated_gradients_in_groups(apply_fn, v, xb, tb, steps=steps)
   batch_size = parallel.row_multiple(batch_size)
-  if parallel.current() is not None:
-    variables = parallel.put(variables)
+  variables = parallel.put(variables)
   out = []
   notify(progress, "images", 0, len(x))
   for start in range(0, len(x), batch_size):
     xb, tb = x[start:start + batch_size], targets[start:start + batch_size]
-    pad = batch_size - len(xb) if len(x) > batch_size else -len(xb) % parallel.size(DATA)
+    pad = batch_size - len(xb) if len(x) > batch_size else -len(xb) % parallel.size(parallel.DATA)
     if pad:
       xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
       tb = np.concatenate([tb, np.repeat(tb[-1:], pad, 0)])
-    mine = parallel.local_slice(len(xb))
-    xb, tb = parallel.global_rows((xb[mine], tb[mine]), len(xb))
+    xb, tb = parallel.global_rows((xb, tb))
     maps = parallel.to_host(heatmap(explain(variables, xb, tb)))
     out.append(maps[:len(maps) - pad])
     notify(progress, "images", min(start + batch_size, len(x)), len(x))

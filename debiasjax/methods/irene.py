@@ -152,13 +152,3 @@ def _irene_steps(model, layer, features, num_private, alpha, gamma, tx, head_tx,
                  "head_accuracy": jnp.mean(jnp.argmax(out, -1) == batch["private"])}
 
   return init, update
-
-
-def variables_of(state: IreneState) -> dict:
-  """The backbone's Flax variables of an IRENE state."""
-  return {"params": state.params, **state.model_state}
-
-
-def head_of(num_private: int) -> PrivacyHead:
-  """The privacy head module (apply it to ``state.critic_params``)."""
-  return PrivacyHead(num_private)

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from debiasjax import _checks
-from debiasjax.methods.adversarial import _train_forward
+from debiasjax.methods.adversarial import _model_state, _train_forward
 from debiasjax.train import Trainer, check_labels_fit_head
 
 
@@ -76,8 +76,7 @@ def lff_trainer(model, tx: optax.GradientTransformation, *, labels, num_classes:
 
   def init(key, variables):
     del key
-    params = variables["params"]
-    model_state = {c: v for c, v in variables.items() if c != "params"}
+    params, model_state = variables["params"], _model_state(variables)
     zeros = jnp.zeros(n, jnp.float32)
     return LfFState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params), params,
                     model_state, tx.init(params), zeros, zeros, jnp.zeros(n, bool))
@@ -139,9 +138,7 @@ def lff_trainer(model, tx: optax.GradientTransformation, *, labels, num_classes:
 
 def init_biased(state: LfFState, variables) -> LfFState:
   """``state`` with the biased network started from other ``variables``."""
-  params = variables["params"]
-  return state._replace(bias_params=params,
-                        bias_model_state={k: v for k, v in variables.items() if k != "params"})
+  return state._replace(bias_params=variables["params"], bias_model_state=_model_state(variables))
 
 
 def jtt_weights(y, pred, lambda_up: float) -> np.ndarray:

@@ -43,7 +43,7 @@ import numpy as np
 import optax
 
 from debiasjax import _checks
-from debiasjax.methods.adversarial import _train_forward
+from debiasjax.methods.adversarial import _model_state, _train_forward
 from debiasjax.models.taps import tap
 from debiasjax.train import Trainer, check_labels_fit_head, weighted_cross_entropy
 
@@ -193,13 +193,13 @@ def _mining_steps(model, layer, features, tx, k, n, steps_per_epoch, num_epochs,
   def init(key, variables):
     del key
     params = variables["params"]
-    model_state = {c: v for c, v in variables.items() if c != "params"}
     f32, i32 = jnp.float32, jnp.int32
     stats = Voronoi(jnp.zeros((k, d), f32), jnp.zeros(k, f32), jnp.zeros((k, d), f32),
                     jnp.zeros((), f32), jnp.zeros((), i32), jnp.full(n, -1, i32),
                     jnp.full((), -jnp.inf, f32), jnp.full((), -1, i32), jnp.full(n, -1, i32),
                     jnp.zeros(num_epochs, f32))
-    return MiningState(jnp.zeros((), i32), params, model_state, tx.init(params), stats)
+    return MiningState(jnp.zeros((), i32), params, _model_state(variables), tx.init(params),
+                       stats)
 
   def update(st: MiningState, batch, key):
     epoch = st.step // steps_per_epoch
@@ -310,4 +310,4 @@ def two_runs(model, layer: str, x, y, *, key, num_classes: int, num_epochs: int,
   data = {"x": x, "y": y, "private": np.asarray(found.bias), "weight": np.asarray(found.weight),
           "mi_mask": np.asarray(found.misaligned, np.float32)}
   debiased = train.fit(remover, remover.init(key, variables), data, **run)
-  return train.variables_of(state), irene.variables_of(debiased), found, e_star
+  return train.variables_of(state), train.variables_of(debiased), found, e_star

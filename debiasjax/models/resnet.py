@@ -149,3 +149,5 @@ ResNet34: Callable[..., ResNet] = functools.partial(ResNet, stage_sizes=(3, 4, 6
                                                     block_cls=BasicBlock)
 ResNet50: Callable[..., ResNet] = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
                                                     block_cls=BottleneckBlock)
+
+RESNETS = {"resnet18": ResNet18, "resnet34": ResNet34, "resnet50": ResNet50}   # by config name

@@ -8,6 +8,7 @@ import pytest
 
 from debiasjax import models, train
 from debiasjax.methods import irene
+from tests.stacking import assert_stacked_equals_single
 
 
 def _mi_by_hand(q, labels, k):
@@ -76,16 +77,9 @@ def test_the_mi_term_moves_the_backbone_and_never_the_head():
 def test_stacked_seeds_equal_single_runs():
   trainer, state, batch, key = _setup(gamma=0.5)
   data = {k: np.asarray(v) for k, v in batch.items()}
-  keys = jax.random.split(key, 2)
   model = models.MLP(num_layers=2, width=8, dropout=0.0, num_classes=2)
-  states = jax.vmap(lambda k: trainer.init(k, model.init(k, batch["x"][:1])))(keys)
-  stacked = train.fit(trainer, states, data, key=keys, seed=[0, 1], num_steps=4, batch_size=16,
-                      stacked=True)
-  for i in range(2):
-    single = train.fit(trainer, jax.tree.map(lambda a: a[i], states), data, key=keys[i], seed=i,
-                       num_steps=4, batch_size=16)
-    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(stacked)):
-      np.testing.assert_allclose(np.asarray(b[i]), np.asarray(a), rtol=1e-5, atol=1e-6)
+  assert_stacked_equals_single(trainer, model, data, jax.random.split(key, 2), num_steps=4,
+                               batch_size=16)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -8,6 +8,7 @@ import pytest
 
 from debiasjax import models, train
 from debiasjax.methods import lff
+from tests.stacking import assert_stacked_equals_single
 
 
 def test_gce_gradient_is_q_times_the_generalized_cross_entropy_gradient():
@@ -52,15 +53,8 @@ def test_twin_networks_weigh_every_sample_one_half_and_averages_start_at_the_los
 
 def test_stacked_seeds_equal_single_runs():
   model, trainer, data = _setup()
-  keys = jax.random.split(jax.random.key(1), 2)
-  states = jax.vmap(lambda k: trainer.init(k, model.init(k, data["x"][:1])))(keys)
-  stacked = train.fit(trainer, states, data, key=keys, seed=[0, 1], num_steps=6, batch_size=10,
-                      stacked=True)
-  for i in range(2):
-    single = train.fit(trainer, jax.tree.map(lambda a: a[i], states), data, key=keys[i], seed=i,
-                       num_steps=6, batch_size=10)
-    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(stacked)):
-      np.testing.assert_allclose(np.asarray(b[i]), np.asarray(a), rtol=1e-5, atol=1e-6)
+  assert_stacked_equals_single(trainer, model, data, jax.random.split(jax.random.key(1), 2),
+                               num_steps=6, batch_size=10)
 
 
 def test_refusals_and_jtt_weights():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from debiasjax.methods import online
+from tests.stacking import assert_stacked_equals_single
 
 
 def test_centroids_use_only_correctly_classified_samples():
@@ -110,7 +111,7 @@ def test_mining_trainer_refuses_rows_without_their_index():
 
 def test_mining_over_stacked_seeds_equals_single_runs():
   import optax
-  from debiasjax import models, train
+  from debiasjax import models
   model = models.MLP(num_layers=1, width=8, dropout=0.0, num_classes=3)
   trainer = online.mining_trainer(model, "layer1", jax.ShapeDtypeStruct((1, 8), jnp.float32),
                                   optax.adam(1e-2), num_classes=3, num_examples=48,
@@ -118,15 +119,8 @@ def test_mining_over_stacked_seeds_equals_single_runs():
   rng = np.random.default_rng(0)
   data = {"x": rng.normal(size=(48, 5)).astype(np.float32), "y": np.arange(48) % 3,
           "index": np.arange(48)}
-  keys = jax.random.split(jax.random.key(2), 2)
-  states = jax.vmap(lambda k: trainer.init(k, model.init(k, data["x"][:1])))(keys)
-  stacked = train.fit(trainer, states, data, key=keys, seed=[0, 1], num_steps=12, batch_size=12,
-                      stacked=True)
-  for i in range(2):
-    single = train.fit(trainer, jax.tree.map(lambda a: a[i], states), data, key=keys[i], seed=i,
-                       num_steps=12, batch_size=12)
-    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(stacked)):
-      np.testing.assert_allclose(np.asarray(b[i]), np.asarray(a), rtol=1e-5, atol=1e-6)
+  assert_stacked_equals_single(trainer, model, data, jax.random.split(jax.random.key(2), 2),
+                               num_steps=12, batch_size=12)
 
 
 def test_post_hoc_mining_from_the_checkpoints_of_a_vanilla_run(tmp_path):
