@@ -97,10 +97,11 @@ def timed(fn, repeats: int, warmup: int = 1) -> float:
 
 
 def log(message: str) -> None:
-  """Prints a line; in a multi-process run tagged with the process index."""
-  import jax
-  tag = f"[process {jax.process_index()}] " if jax.process_count() > 1 else ""
-  print(f"{tag}{message}", flush=True)
+  """Prints a line; in a multi-process run tagged with the process index (a program that has
+  not started JAX's multi-process runtime, e.g. ``regenerate``, starts no JAX backend here)."""
+  jax = sys.modules.get("jax")
+  several = jax is not None and jax.distributed.is_initialized() and jax.process_count() > 1
+  print(f"[process {jax.process_index()}] {message}" if several else message, flush=True)
 
 
 def command_line() -> str:
