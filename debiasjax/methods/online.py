@@ -297,7 +297,6 @@ def two_runs(model, layer: str, x, y, *, key, num_classes: int, num_epochs: int,
   steps_per_epoch = n // batch_size
   variables = model.init(key, x[:1])
   features = jax.eval_shape(lambda v, xb: tap(model, layer).activations(v, xb), variables, x[:1])
-  features = jax.ShapeDtypeStruct((1,) + features.shape[1:], features.dtype)
   miner = mining_trainer(model, layer, features, tx, num_classes=num_classes, num_examples=n,
                          steps_per_epoch=steps_per_epoch, num_epochs=num_epochs, skip=skip)
   run = dict(key=key, num_steps=steps_per_epoch * num_epochs, batch_size=batch_size,
