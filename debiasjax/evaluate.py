@@ -6,6 +6,7 @@ import functools
 from typing import Any, Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from debiasjax import _checks, parallel
@@ -57,6 +58,19 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], variables: Any, x: np.ndarr
     out.append(jax.tree.map(lambda v: v[:size - pad],
                             parallel.to_host(f(variables, parallel.global_rows(xb)))))
   return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
+
+
+def predicted_classes(model, variables: Any, x: np.ndarray, *, stacked: bool = False,
+                      batch_size: int = BATCH) -> np.ndarray:
+  """The argmax class of every row of ``x`` [N] (eval mode), or [K, N] for K models stacked
+  in ``variables`` (one vmapped program), in batches (:func:`map_batches`)."""
+  def classes(v, xb):
+    return jnp.argmax(model.apply(v, xb), -1).astype(jnp.int32)
+
+  if not stacked:
+    return map_batches(classes, variables, x, batch_size=batch_size)
+  return map_batches(lambda v, xb: jax.vmap(classes, (0, None), 1)(v, xb), variables, x,
+                     batch_size=batch_size).T
 
 
 @functools.lru_cache(maxsize=64)

@@ -157,7 +157,8 @@ def build_model(config):
 def build_methods(config) -> dict:
   """``{label: method}`` of ``config.methods``. Each preset of ``config.presets`` names a
   factory of :mod:`debiasjax.methods` and its keyword arguments (``kwargs``, updated by the
-  data kind's ``images`` / ``tables`` entry); ``at`` places an eraser at a layer; with
+  data kind's ``images`` / ``tables`` entry); ``at`` places an eraser at a layer and ``concept``
+  chooses its concept (``"mined"``: b*, without the protected attribute); with
   ``objective=True`` Savani's objective is built from ``config.objective`` / ``config.bias``
   (and the preset's ``margin`` under v2)."""
   from debiasjax import methods
@@ -167,6 +168,7 @@ def build_methods(config) -> dict:
     preset = config.presets[name]
     kwargs = {**preset.get("kwargs", {}), **preset.get(kind, {})}
     at = kwargs.pop("at", None)
+    concept = kwargs.pop("concept", "protected")
     margin = kwargs.pop("margin", 0.0)
     if preset.get("objective", False):
       kwargs["objective"] = methods.Objective(
@@ -175,7 +177,8 @@ def build_methods(config) -> dict:
       method = getattr(methods, preset.factory)(**kwargs)
     except TypeError as error:
       raise ValueError(f"presets.{name}: {error}") from None
-    built[preset.label] = methods.at_layer(at, method) if at else method
+    built[preset.label] = (methods.at_layer(at, method, concept=concept)
+                           if at or concept != "protected" else method)
   return built
 
 

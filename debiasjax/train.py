@@ -186,16 +186,19 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, start: int,
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_chunk(update: Callable, mesh: Optional[Mesh], stacked: bool, host_fed: bool):
+def _compiled_chunk(update: Callable, mesh: Optional[Mesh], stacked: bool, host_fed: bool,
+                    data_axes: Optional[tuple] = None):
   """The jitted chunk of one update function, cached so repeated ``fit`` calls (and trainers
   that share an update, e.g. refits with a new initial state) compile once. Stacked models are
-  split over the mesh's ``"models"`` axis (``spmd_axis_name``)."""
+  split over the mesh's ``"models"`` axis (``spmd_axis_name``); ``data_axes``: ``(key, axis)``
+  pairs, 0 for the columns with a model axis, None for the shared ones."""
   chunk = _chunk_fn(update, mesh, host_fed)
   if not stacked:
     return jax.jit(chunk)
   models = parallel.MODELS if mesh is not None and parallel.size(parallel.MODELS, mesh) > 1 \
       else None
-  return jax.jit(jax.vmap(chunk, in_axes=(0, None, 0, 0), spmd_axis_name=models))
+  data_in = None if host_fed or data_axes is None else dict(data_axes)
+  return jax.jit(jax.vmap(chunk, in_axes=(0, data_in, 0, 0), spmd_axis_name=models))
 
 
 def _chunk_fn(update: Callable, mesh: Optional[Mesh], host_fed: bool):
@@ -219,16 +222,24 @@ def _chunk_fn(update: Callable, mesh: Optional[Mesh], host_fed: bool):
   return run
 
 
-def _host_batches(data: dict, idx: np.ndarray, mesh: Optional[Mesh], models: tuple) -> dict:
+def _host_batches(data: dict, idx: np.ndarray, mesh: Optional[Mesh], models: tuple,
+                  per_model: Sequence[str] = ()) -> dict:
   """The batches [(K,) T, B, ...] of indices ``idx`` gathered on the host, each process putting
   only its own block of them on its devices (``make_array_from_process_local_data``);
-  ``models`` is the stack axis's spec (``()`` unstacked)."""
+  ``models`` is the stack axis's spec (``()`` unstacked); the ``per_model`` columns are
+  [K, N, ...], model k's batches taken from its own row."""
+  block = (tuple(slice(0, n) for n in idx.shape) if mesh is None else
+           parallel.local_block(parallel.sharding(*models, None, parallel.DATA, m=mesh),
+                                idx.shape))
+  mine = idx[block]
+  owner = np.arange(idx.shape[0])[block[0]][:, None, None] if per_model else None
+  local = {k: np.asarray(v)[owner, mine] if k in per_model else np.asarray(v)[mine]
+           for k, v in data.items()}
   if mesh is None:
-    return jax.device_put({k: np.asarray(v)[idx] for k, v in data.items()})
+    return jax.device_put(local)
   sharding = parallel.sharding(*models, None, parallel.DATA, m=mesh)
-  mine = idx[parallel.local_block(sharding, idx.shape)]
   return {k: jax.make_array_from_process_local_data(
-      sharding, np.asarray(v)[mine], (*idx.shape, *np.shape(v)[1:])) for k, v in data.items()}
+      sharding, a, (*idx.shape, *a.shape[len(idx.shape):])) for k, a in local.items()}
 
 
 DEVICE_DATA_BYTES = 2**30   # training data up to this size lives on every device; more is fed
@@ -271,7 +282,7 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
         order: str = "epochs",
         checkpoints: Optional[Checkpoints] = None, save_every: Optional[int] = None,
         log: Optional[Callable[[int, dict], None]] = None, log_every: int = 50,
-        history: bool = False, stacked: bool = False,
+        history: bool = False, stacked: bool = False, per_model: Sequence[str] = (),
         mesh: Optional[Mesh] = None, metadata: Optional[dict] = None) -> Any:
   """Trains ``state`` for ``num_steps`` steps in total, resuming from ``checkpoints``.
 
@@ -297,6 +308,8 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
     history: also return every step's metrics (``{name: [..., steps]}``, the steps of this
       call; a metric only some phases report has the steps of those phases).
     stacked: train K models of the same architecture in one program (``jax.vmap``).
+    per_model: with ``stacked``, the keys of ``data`` whose arrays are [K, N, ...], a column
+      of its own per model (e.g. the sample weights each seed's first run mined).
     mesh: split every batch over the ``"data"`` axis of this mesh (data parallelism) and
       stacked models over its ``"models"`` axis (default: :func:`debiasjax.parallel.current`,
       the mesh set with ``jax.set_mesh``, else every device on ``"data"``). With several
@@ -325,9 +338,19 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
   for name, value in data.items():
     _checks.check_numeric(f"data[{name!r}]", value)
     _checks.check_finite(f"data[{name!r}]", value)
-  sizes = {k: np.shape(v)[0] for k, v in data.items()}
+  per_model = tuple(per_model)
+  if per_model and not stacked:
+    raise ValueError(f"per_model: columns per model need stacked=True, got {per_model}")
+  if set(per_model) - set(data):
+    raise ValueError(f"per_model: expected keys of data ({sorted(data)}), got {per_model}")
+  models_in = {np.shape(data[k])[0] for k in per_model} | ({key.shape[0]} if per_model else set())
+  if len(models_in) > 1:
+    raise ValueError(f"per_model: expected columns [K, N, ...] with K = {key.shape[0]} (the "
+                     f"keys), got {[np.shape(data[k]) for k in per_model]}")
+  sizes = {k: np.shape(v)[1 if k in per_model else 0] for k, v in data.items()}
   if len(set(sizes.values())) != 1:
-    raise ValueError(f"data: expected arrays with one leading size, got {sizes}")
+    raise ValueError(f"data: expected arrays with one leading size (per_model columns: the "
+                     f"second), got {sizes}")
   num_examples = next(iter(sizes.values()))
   if not isinstance(batch_size, (int, np.integer)) or not 0 < batch_size <= num_examples:
     raise ValueError(f"batch_size: expected 1..{num_examples} (the number of examples), "
@@ -343,7 +366,9 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
                      f"axis, got {batch_size}")
 
   if trainer.check is not None:
-    trainer.check(jax.tree.map(lambda a: a[0], state) if stacked else state, data)
+    first = jax.tree.map(lambda a: a[0], state) if stacked else state
+    for k in range(key.shape[0] if per_model else 1):
+      trainer.check(first, {n: v[k] if n in per_model else v for n, v in data.items()})
   host_fed = jax.process_count() > 1 or _nbytes(data) > DEVICE_DATA_BYTES
   # The spec of the stack axis: split over "models" when the stack divides it evenly.
   splits = mesh is not None and len(seeds) % parallel.size(parallel.MODELS, mesh) == 0
@@ -374,9 +399,12 @@ def fit(trainer: Trainer, state: Any, data: dict, *, key: jax.Array, num_steps: 
         break
     idx = _indices(order, num_examples, batch_size, seeds, step, stop)
     idx = idx if stacked else idx[0]
-    chunk = _compiled_chunk(_update_of(trainer, phase), mesh, stacked, host_fed)
+    chunk = _compiled_chunk(_update_of(trainer, phase), mesh, stacked, host_fed,
+                            tuple((k, 0 if k in per_model else None) for k in sorted(data))
+                            if per_model else None)
     if host_fed:
-      state, metrics = chunk(state, None, _host_batches(data, idx, mesh, models), key)
+      state, metrics = chunk(state, None, _host_batches(data, idx, mesh, models, per_model),
+                             key)
     else:
       state, metrics = chunk(state, data, idx, key)
     step = stop

@@ -178,3 +178,36 @@ def test_data_fed_from_the_host_trains_as_data_on_the_device(monkeypatch, stacke
   fed = train.fit(trainer, state, data, **kw)
   for a, b in zip(jax.tree.leaves(on_device), jax.tree.leaves(fed)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("host_fed", [False, True])
+def test_per_model_columns_give_each_stacked_model_its_own(monkeypatch, host_fed):
+  """A column with a model axis (each seed's own sample weights): the stacked run equals each
+  seed trained alone on its own row, with the data on the device or fed from the host."""
+  from tests.stacking import assert_stacked_equals_single
+  if host_fed:
+    monkeypatch.setattr(train, "DEVICE_DATA_BYTES", 0)
+  model, trainer, key, _ = mlp_setup()
+  data = toy_table()
+  weight = np.random.default_rng(1).uniform(0, 4, size=(3, 256)).astype(np.float32)
+  assert_stacked_equals_single(trainer, model, data, jax.random.split(key, 3),
+                               per_model={"weight": weight}, num_steps=5, batch_size=16,
+                               steps_per_call=2)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(stacked=False), "per_model: columns per model need stacked=True"),
+    (dict(per_model=("w",)), "per_model: expected keys of data"),
+    (dict(weight=np.ones((3, 256), np.float32)), r"per_model: expected columns \[K, N"),
+])
+def test_per_model_bad_input(kwargs, message):
+  model, trainer, key, _ = mlp_setup()
+  keys = jax.random.split(key, 2)
+  states = jax.vmap(lambda k: trainer.init(k, model.init(k, jnp.zeros((1, 6)))))(keys)
+  weight = kwargs.pop("weight", np.ones((2, 256), np.float32))
+  kw = {**dict(key=keys, seed=[0, 1], num_steps=1, batch_size=8, stacked=True,
+               per_model=("weight",)), **kwargs}
+  if not kw["stacked"]:
+    states, kw["key"], kw["seed"] = jax.tree.map(lambda a: a[0], states), keys[0], 0
+  with pytest.raises(ValueError, match=message):
+    train.fit(trainer, states, {**toy_table(), "weight": weight}, **kw)

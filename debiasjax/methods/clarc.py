@@ -44,18 +44,30 @@ CRITERIA = ("max_logit", "target_logit", "all_logits", "all_logits_random", "log
 
 # --- Erasers at a layer ------------------------------------------------------------------------
 
+CONCEPTS = ("protected", "mined")
+
+
 class ConceptEdit(NamedTuple):
   """An eraser as :func:`debiasjax.debias` runs it: fitted on the activations of ``layer`` (None:
-  the penultimate layer) with the protected attribute as the concept, then applied inside the
-  network."""
+  the penultimate layer) with a concept, then applied inside the network.
+
+  ``concept="protected"``: the protected attribute. ``"mined"``, without it: the model's own
+  predictions on the debias split (the Voronoi method's pseudo bias label b*, on data the model
+  was not trained on); with ``decorrelate`` the fit is reweighed so that b* is independent of
+  the target, so the direction is what moves the prediction *within* each class -- the shortcut
+  the model follows where it errs, not the task."""
   eraser: C.Eraser
   layer: Optional[str] = None
   decorrelate: bool = True
+  concept: str = "protected"
 
 
-def at_layer(layer: Optional[str], eraser: C.Eraser, *, decorrelate: bool = True) -> ConceptEdit:
-  """Places ``eraser`` at the module ``layer`` (e.g. ``"stage2"``)."""
-  return ConceptEdit(eraser, layer, decorrelate)
+def at_layer(layer: Optional[str], eraser: C.Eraser, *, decorrelate: bool = True,
+             concept: str = "protected") -> ConceptEdit:
+  """Places ``eraser`` at the module ``layer`` (e.g. ``"stage2"``); ``concept``: ``"protected"``
+  or ``"mined"`` (:class:`ConceptEdit`)."""
+  _checks.check_option("concept", concept, CONCEPTS)
+  return ConceptEdit(eraser, layer, decorrelate, concept)
 
 
 def layer_activations(model, variables, x, layer: str, *, batch_size: int = BATCH) -> np.ndarray:
@@ -74,8 +86,12 @@ def fit_edit(edit: ConceptEdit, model, variables, data, *,
   """Fits ``edit.eraser`` on ``data`` (the debias split) and returns the edited model
   (``model.apply`` with the eraser at the layer) and the eraser's state. ``activations``: the
   layer's outputs on ``data.x`` when already computed."""
+  _checks.check_option("concept", edit.concept, CONCEPTS)
   layer = edit.layer or penultimate_layer(model, variables, data.x[:1])
   acts = layer_activations(model, variables, data.x, layer) if activations is None else activations
+  if edit.concept == "mined":
+    from debiasjax.evaluate import predicted_classes
+    data = data.replace(group=predicted_classes(model, variables, data.x))
   state = edit.eraser.fit(acts, data.group, concept_fit_weights(data, edit.decorrelate))
   return Intervened(model, layer, functools.partial(edit.eraser.apply, state)), state
 

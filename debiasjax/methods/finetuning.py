@@ -8,7 +8,8 @@ that :func:`~debiasjax.debias` takes are recipes: ``trainer(context) -> Trainer`
 to train and how to pick the decision threshold. :func:`tune` runs one:
 
 1. builds the trainer for the model (``Context``: model, variables, debias split, layer,
-   objective, number of groups);
+   objective, number of groups) and the data columns it reads beyond ``x``, ``y``, ``group``
+   (``columns``: e.g. pseudo bias labels mined from the model's own predictions);
 2. trains it on the debias split with :func:`~debiasjax.train.fit`;
 3. picks the decision threshold on the debias split with Savani's objective
    (:func:`final_threshold`; ``objective=None`` keeps 0.5), a separate step.
@@ -65,6 +66,9 @@ class FineTuning(NamedTuple):
     order: the minibatch order (``"sampled"``: every step draws distinct rows at random, from
       ``(seed, step)``; ``tune`` uses seed 0, ``tune_stacked`` model k's seed k).
     trace: turns the per-step metrics of the run into the result's ``trace``.
+    columns: ``columns(context) -> {name: [N, ...]}``, data columns beside ``x``, ``y`` and
+      ``group`` that the trainer reads (pseudo bias labels mined from the model, sample
+      weights, row indices).
   """
   trainer: Callable[[Context], Trainer]
   num_steps: int
@@ -73,6 +77,7 @@ class FineTuning(NamedTuple):
   layer: Optional[str] = None
   order: str = "sampled"
   trace: Optional[Callable[[dict], dict]] = None
+  columns: Optional[Callable[[Context], dict]] = None
 
 
 def check_training(num_steps, batch_size, learning_rate=None) -> None:
@@ -88,6 +93,15 @@ def split_arrays(data) -> tuple:
   if isinstance(data, dict):
     return data["x"], data["y"], data["group"]
   return data.x, data.y, data.group
+
+
+def one_row_shape(ctx: Context, layer: Optional[str] = None) -> jax.ShapeDtypeStruct:
+  """The shape of the model's output on one row of the split (logits), or of ``layer``'s."""
+  from debiasjax.models.taps import tap
+  x = split_arrays(ctx.data)[0][:1]
+  if layer is None:
+    return jax.eval_shape(ctx.model.apply, ctx.variables, x)
+  return jax.eval_shape(tap(ctx.model, layer).activations, ctx.variables, x)
 
 
 def num_groups_of(groups, num_groups: Optional[int] = None) -> int:
@@ -141,6 +155,19 @@ def final_threshold(model, variables, data, objective: Objective, *, num_thresho
                           thresholds=threshold_grid(num_thresholds))
 
 
+def _columns(method: FineTuning, context: Context) -> dict:
+  """The recipe's extra data columns, checked to have one row per example."""
+  if method.columns is None:
+    return {}
+  columns = {k: np.asarray(v) for k, v in method.columns(context).items()}
+  n = len(split_arrays(context.data)[1])
+  clash = set(columns) & {"x", "y", "group"}
+  wrong = {k: v.shape for k, v in columns.items() if v.ndim == 0 or v.shape[0] != n}
+  if clash or wrong:
+    raise ValueError(f"columns: expected new names with {n} rows each, got {clash or wrong}")
+  return columns
+
+
 def tune(method: FineTuning, model: nn.Module, variables: Any, data: Any, *, key: jax.Array,
          layer: Optional[str] = None, privileged: Optional[int] = None,
          num_groups: Optional[int] = None, log: Optional[Callable[[int, dict], None]] = None,
@@ -175,7 +202,8 @@ def tune(method: FineTuning, model: nn.Module, variables: Any, data: Any, *, key
   trainer = method.trainer(context)
   batch_size = min(method.batch_size, n)
   state = trainer.init(key, variables)
-  arrays = {"x": np.asarray(x), "y": np.asarray(y), "group": np.asarray(g)}
+  arrays = {"x": np.asarray(x), "y": np.asarray(y), "group": np.asarray(g),
+            **_columns(method, context)}
   state, history = fit(trainer, state, arrays, key=key, num_steps=method.num_steps,
                        batch_size=batch_size, order=method.order, history=True, log=log,
                        log_every=log_every)
@@ -204,10 +232,15 @@ def tune_stacked(method: FineTuning, model: nn.Module, variables: Any, data: Any
   layer = method.layer or layer or penultimate_layer(model, first, x[:1])
   trainer = method.trainer(Context(model, first, data, layer, objective, groups))
   state = jax.vmap(trainer.init)(keys, variables)
-  arrays = {"x": np.asarray(x), "y": np.asarray(y), "group": np.asarray(g)}
+  # the columns of each model (mined from its own predictions), with a model axis
+  own = [_columns(method, Context(model, jax.tree.map(lambda v, k=k: v[k], variables), data,
+                                  layer, objective, groups)) for k in range(keys.shape[0])]
+  columns = {name: np.stack([c[name] for c in own]) for name in own[0]}
+  arrays = {"x": np.asarray(x), "y": np.asarray(y), "group": np.asarray(g), **columns}
   state, history = fit(trainer, state, arrays, key=keys, num_steps=method.num_steps,
                        batch_size=min(method.batch_size, len(y)), order=method.order,
-                       history=True, stacked=True, seed=list(range(keys.shape[0])))
+                       history=True, stacked=True, seed=list(range(keys.shape[0])),
+                       per_model=tuple(columns))
   tuned = variables_of(state)
   trace = method.trace(history) if method.trace is not None else history
   if method.objective is None:

@@ -33,6 +33,7 @@ import optax
 
 from debiasjax import _checks
 from debiasjax.methods.adversarial import _model_state, _train_forward
+from debiasjax.methods.finetuning import FineTuning
 from debiasjax.models.taps import tap
 from debiasjax.train import CriticState, Trainer, weighted_cross_entropy
 
@@ -65,6 +66,7 @@ class PrivacyHead(nn.Module):
     return nn.Dense(self.num_classes, name="dense")(z.reshape(z.shape[0], -1))
 
 
+@functools.lru_cache(maxsize=32)
 def sgd(learning_rate: float = 0.1, *, momentum: float = 0.9,
         weight_decay: float = 1e-4) -> optax.GradientTransformation:
   """The reference's optimizer: SGD with momentum and (coupled) weight decay."""
@@ -152,3 +154,31 @@ def _irene_steps(model, layer, features, num_private, alpha, gamma, tx, head_tx,
                  "head_accuracy": jnp.mean(jnp.argmax(out, -1) == batch["private"])}
 
   return init, update
+
+
+def information_removal(*, num_steps: int = 500, batch_size: int = 64, alpha: float = 0.5,
+                        gamma: float = 0.2, learning_rate: float = 1e-4,
+                        head_learning_rate: float = 0.1, objective=None,
+                        layer: Optional[str] = None,
+                        train_kwargs: Optional[dict] = None) -> FineTuning:
+  """IRENE as post-hoc fine-tuning for :func:`debiasjax.debias`: on the debias split, the privacy
+  head reads the protected group from the detached bottleneck (``layer``, default the
+  penultimate: the pooled features) and the model minimises ``alpha CE + gamma I`` (Adam at
+  ``learning_rate``; the head SGD at ``head_learning_rate``); then the threshold (``objective``
+  None: 0.5). Supervised: it reads the group labels."""
+  from debiasjax.methods.finetuning import adam, check_training, one_row_shape, split_arrays
+  check_training(num_steps, batch_size, learning_rate)
+  for name, value in (("alpha", alpha), ("gamma", gamma)):
+    _checks.check_nonnegative(name, value)
+
+  def trainer(ctx) -> Trainer:
+    return irene_trainer(ctx.model, ctx.layer, one_row_shape(ctx, ctx.layer),
+                         num_private=max(ctx.num_groups, 2), alpha=alpha, gamma=gamma,
+                         tx=adam(float(learning_rate)), head_tx=sgd(float(head_learning_rate)),
+                         train_kwargs=train_kwargs)
+
+  def columns(ctx) -> dict:
+    return {"private": np.asarray(split_arrays(ctx.data)[2]).astype(np.int32)}
+
+  return FineTuning(trainer, num_steps, batch_size, objective=objective, layer=layer,
+                    columns=columns)

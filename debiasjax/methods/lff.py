@@ -17,7 +17,7 @@ run's sample weights (``lambda_up`` for the error set, 1 elsewhere), which
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,7 @@ import optax
 
 from debiasjax import _checks
 from debiasjax.methods.adversarial import _model_state, _train_forward
+from debiasjax.methods.finetuning import FineTuning
 from debiasjax.train import Trainer, check_labels_fit_head
 
 
@@ -146,3 +147,77 @@ def jtt_weights(y, pred, lambda_up: float) -> np.ndarray:
   1 elsewhere (up-weighting, the expectation of the reference's up-sampling)."""
   _checks.check_positive("lambda_up", lambda_up)
   return np.where(np.asarray(pred) != np.asarray(y), float(lambda_up), 1.0).astype(np.float32)
+
+
+def jtt(model, x, y, *, key, first_epochs: int, num_epochs: int, lambda_up: float,
+        batch_size: int, tx: optax.GradientTransformation, steps_per_call=None):
+  """JTT end to end: ERM for ``first_epochs``, its training errors up-weighted ``lambda_up``
+  times in a second ERM run of ``num_epochs`` from the same initialisation. ``key``: one PRNG
+  key, or [K] keys for K seeds in one vmapped program per run (each seed its own error set).
+
+  Returns ``(first-run variables, final variables, error set [(K,) N] bool)``.
+  """
+  from debiasjax import evaluate, train
+  for name, value in (("first_epochs", first_epochs), ("num_epochs", num_epochs)):
+    _checks.check_int(name, value, 1)
+  _checks.check_key("key", key)
+  x, y = np.asarray(x), np.asarray(y)
+  stacked = key.ndim == 1
+  steps = len(y) // batch_size
+  init = lambda k: model.init(k, x[:1])   # noqa: E731
+  variables = jax.vmap(init)(key) if stacked else init(key)
+  erm = train.supervised(model, tx)
+  states = (jax.vmap(erm.init) if stacked else erm.init)(key, variables)
+  run = dict(key=key, batch_size=batch_size, steps_per_call=steps_per_call, stacked=stacked,
+             seed=list(range(key.shape[0])) if stacked else 0)
+  first = train.variables_of(train.fit(erm, states, {"x": x, "y": y},
+                                       num_steps=first_epochs * steps, **run))
+  errors = evaluate.predicted_classes(model, first, x, stacked=stacked) != y
+  weight = jtt_weights(np.zeros_like(errors), errors, lambda_up)
+  final = train.fit(erm, states, {"x": x, "y": y, "weight": weight},
+                    per_model=("weight",) if stacked else (), num_steps=num_epochs * steps, **run)
+  return first, train.variables_of(final), errors
+
+
+def learning_from_failure(*, num_steps: int = 500, batch_size: int = 64, q: float = 0.7,
+                          ema: float = 0.7, learning_rate: float = 1e-4, objective=None,
+                          train_kwargs: Optional[dict] = None) -> FineTuning:
+  """LfF as post-hoc fine-tuning for :func:`debiasjax.debias`: both networks start from the
+  trained model (already biased: the biased one goes on with GCE) and train on the debias split
+  (Adam at ``learning_rate``); the debiased one is the result, threshold by ``objective`` (None:
+  0.5). Reads no group label."""
+  from debiasjax.methods.finetuning import adam, check_training, one_row_shape, split_arrays
+  check_training(num_steps, batch_size, learning_rate)
+
+  def trainer(ctx) -> Trainer:
+    return lff_trainer(ctx.model, adam(float(learning_rate)), labels=split_arrays(ctx.data)[1],
+                       num_classes=one_row_shape(ctx).shape[-1], q=q, ema=ema,
+                       train_kwargs=train_kwargs)
+
+  def columns(ctx) -> dict:
+    return {"index": np.arange(len(split_arrays(ctx.data)[1]))}
+
+  return FineTuning(trainer, num_steps, batch_size, objective=objective, columns=columns)
+
+
+def just_train_twice(*, num_steps: int = 500, batch_size: int = 64, lambda_up: float = 50.0,
+                     learning_rate: float = 1e-4, objective=None,
+                     train_kwargs: Optional[dict] = None) -> FineTuning:
+  """JTT's second run as post-hoc fine-tuning for :func:`debiasjax.debias`: the trained model
+  is the first run; its errors on the debias split are up-weighted ``lambda_up`` times (the
+  reference's CelebA value: 50) in more cross-entropy training there (Adam at
+  ``learning_rate``), then the threshold (``objective`` None: 0.5). Reads no group label."""
+  from debiasjax.evaluate import predicted_classes
+  from debiasjax.methods.finetuning import adam, check_training, split_arrays
+  from debiasjax.train import supervised
+  check_training(num_steps, batch_size, learning_rate)
+  _checks.check_positive("lambda_up", lambda_up)
+
+  def trainer(ctx) -> Trainer:
+    return supervised(ctx.model, adam(float(learning_rate)), apply_kwargs=train_kwargs)
+
+  def columns(ctx) -> dict:
+    x, y, _ = split_arrays(ctx.data)
+    return {"weight": jtt_weights(y, predicted_classes(ctx.model, ctx.variables, x), lambda_up)}
+
+  return FineTuning(trainer, num_steps, batch_size, objective=objective, columns=columns)

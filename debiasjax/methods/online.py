@@ -35,7 +35,7 @@ is the whole method: the mining run, then the debiased run.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +44,7 @@ import optax
 
 from debiasjax import _checks
 from debiasjax.methods.adversarial import _model_state, _train_forward
+from debiasjax.methods.finetuning import FineTuning
 from debiasjax.models.taps import tap
 from debiasjax.train import Trainer, check_labels_fit_head, weighted_cross_entropy
 
@@ -236,7 +237,7 @@ def mined(state: MiningState, y, num_classes: int, steps_per_epoch: int, skip: i
   """``(Mined, e*, epoch scores)`` of a finished :func:`mining_trainer` run (its last epoch
   closed here)."""
   epoch = state.step // steps_per_epoch
-  m = _finish_epoch(state.mining, epoch - 1 if state.step % steps_per_epoch == 0 else epoch,
+  m = _finish_epoch(state.mining, jnp.where(state.step % steps_per_epoch == 0, epoch - 1, epoch),
                     skip)
   return mine(jnp.asarray(y), m.best_pred, num_classes), m.best_epoch, m.scores
 
@@ -280,33 +281,94 @@ def mined_from_checkpoints(model, layer: str, checkpoints, template, x, y, *, nu
   return mine(y, jnp.asarray(preds[best]), num_classes), best, scores
 
 
+def _initial(model, key, x, stacked: bool):
+  """Variables of ``model`` from ``key`` (one per key when ``stacked``)."""
+  init = lambda k: model.init(k, x[:1])   # noqa: E731
+  return jax.vmap(init)(key) if stacked else init(key)
+
+
 def two_runs(model, layer: str, x, y, *, key, num_classes: int, num_epochs: int,
-             batch_size: int, tx: optax.GradientTransformation, alpha: float = 1.0,
+             batch_size: int, tx: optax.GradientTransformation,
+             head_tx: Optional[optax.GradientTransformation] = None, alpha: float = 1.0,
              gamma: float = 2.0, skip: int = 1, steps_per_call=None):
   """The unsupervised method end to end on a training set ``(x, y)`` without bias labels: a
   vanilla run that mines (:func:`mining_trainer`), then a run from the same initialisation
   on the mined weights with IRENE's head on b* and the MI term on the pseudo-misaligned
-  samples (:func:`debiasjax.methods.irene.irene_trainer`; the reference: gamma 2).
+  samples (:func:`debiasjax.methods.irene.irene_trainer`; the reference: gamma 2, the head
+  trained by SGD 0.1, ``head_tx``'s default).
 
-  Returns ``(vanilla variables, debiased variables, Mined, e*)``.
+  ``key``: one PRNG key, or [K] keys: K seeds (seed k: initialisation ``key[k]``, data order
+  k), each of the two runs one vmapped program, every seed mining its own b*.
+
+  Returns ``(vanilla variables, debiased variables, Mined, e*)`` (stacked along K with K keys).
   """
   from debiasjax import train
   from debiasjax.methods import irene
   x, y = np.asarray(x), np.asarray(y)
+  _checks.check_key("key", key)
+  stacked = key.ndim == 1
   n = len(y)
   steps_per_epoch = n // batch_size
-  variables = model.init(key, x[:1])
-  features = jax.eval_shape(lambda v, xb: tap(model, layer).activations(v, xb), variables, x[:1])
+  variables = _initial(model, key, x, stacked)
+  one = jax.tree.map(lambda a: a[0], variables) if stacked else variables
+  features = jax.eval_shape(lambda v, xb: tap(model, layer).activations(v, xb), one, x[:1])
   miner = mining_trainer(model, layer, features, tx, num_classes=num_classes, num_examples=n,
                          steps_per_epoch=steps_per_epoch, num_epochs=num_epochs, skip=skip)
+  seeds = list(range(key.shape[0])) if stacked else 0
   run = dict(key=key, num_steps=steps_per_epoch * num_epochs, batch_size=batch_size,
-             steps_per_call=steps_per_call)
-  state = train.fit(miner, miner.init(key, variables), {"x": x, "y": y, "index": np.arange(n)},
-                    **run)
-  found, e_star, _ = mined(state, y, num_classes, steps_per_epoch, skip)
+             steps_per_call=steps_per_call, seed=seeds, stacked=stacked)
+  each = jax.vmap if stacked else (lambda f: f)
+  state = train.fit(miner, each(miner.init)(key, variables),
+                    {"x": x, "y": y, "index": np.arange(n)}, **run)
+  found, e_star, _ = each(lambda s: mined(s, y, num_classes, steps_per_epoch, skip))(state)
   remover = irene.irene_trainer(model, layer, features, num_private=num_classes, alpha=alpha,
-                                gamma=gamma, tx=tx, head_tx=tx)
-  data = {"x": x, "y": y, "private": np.asarray(found.bias), "weight": np.asarray(found.weight),
-          "mi_mask": np.asarray(found.misaligned, np.float32)}
-  debiased = train.fit(remover, remover.init(key, variables), data, **run)
+                                gamma=gamma, tx=tx, head_tx=head_tx or irene.sgd())
+  mined_columns = {"private": np.asarray(found.bias), "weight": np.asarray(found.weight),
+                   "mi_mask": np.asarray(found.misaligned, np.float32)}
+  debiased = train.fit(remover, each(remover.init)(key, variables),
+                       {"x": x, "y": y, **mined_columns},
+                       per_model=tuple(mined_columns) if stacked else (), **run)
   return train.variables_of(state), train.variables_of(debiased), found, e_star
+
+
+def voronoi_debiasing(*, num_steps: int = 500, batch_size: int = 64, alpha: float = 1.0,
+                      gamma: float = 2.0, learning_rate: float = 1e-4,
+                      head_learning_rate: float = 0.1, objective=None,
+                      layer: Optional[str] = None,
+                      train_kwargs: Optional[dict] = None) -> FineTuning:
+  """The unsupervised method as post-hoc fine-tuning for :func:`debiasjax.debias`, given only
+  the trained model and the debias split without its group labels.
+
+  Mining: the debias split is data the model was not trained on, so the samples it gets wrong
+  there are those its shortcut misleads, as a run's errors at e* are (a finished run has
+  memorised its own training set; with its per-epoch checkpoints,
+  :func:`mined_from_checkpoints` mines that set instead). The predictions are b*, and
+  :func:`mine` gives the weights ``1 / rho_t`` and ``1 / (1 - rho_t)``. Debiasing: the debiased
+  run's loss (reweighted cross-entropy, IRENE's head on b* at ``layer``, default the
+  penultimate, and the MI term on the pseudo-misaligned samples) fine-tunes the model (Adam at
+  ``learning_rate``; the head SGD at ``head_learning_rate``); then the threshold
+  (``objective`` None: 0.5, which reads no group label either). The protected attribute is
+  never read."""
+  from debiasjax.evaluate import predicted_classes
+  from debiasjax.methods import irene
+  from debiasjax.methods.finetuning import adam, check_training, one_row_shape, split_arrays
+  check_training(num_steps, batch_size, learning_rate)
+  for name, value in (("alpha", alpha), ("gamma", gamma)):
+    _checks.check_nonnegative(name, value)
+
+  def trainer(ctx) -> Trainer:
+    return irene.irene_trainer(ctx.model, ctx.layer, one_row_shape(ctx, ctx.layer),
+                               num_private=one_row_shape(ctx).shape[-1], alpha=alpha,
+                               gamma=gamma, tx=adam(float(learning_rate)),
+                               head_tx=irene.sgd(float(head_learning_rate)),
+                               train_kwargs=train_kwargs)
+
+  def columns(ctx) -> dict:
+    x, y, _ = split_arrays(ctx.data)
+    found = mine(jnp.asarray(y), jnp.asarray(predicted_classes(ctx.model, ctx.variables, x)),
+                 one_row_shape(ctx).shape[-1])
+    return {"private": np.asarray(found.bias), "weight": np.asarray(found.weight),
+            "mi_mask": np.asarray(found.misaligned, np.float32)}
+
+  return FineTuning(trainer, num_steps, batch_size, objective=objective, layer=layer,
+                    columns=columns)

@@ -9,6 +9,7 @@ r"""The main job's configuration: data, model, training, methods, explanations.
   python -m experiments.main --config=experiments/configs/main.py:celeba \
       --config.data.data_dir=~/tfds --config.data.protected=Wearing_Necktie
   python -m experiments.main --config.methods=thropt_dp,thropt_eo,roc,eqodds,calib_eqodds,naive
+  python -m experiments.main --config.methods=online,irene,lff,jtt,leace_mined,p_clarc_mined
 
 ``get_config(arg)``: ``arg`` is comma-separated -- a data set (``faces`` by default, ``celeba``,
 ``census``, ``adult``, ``bank``, ``compas``, ``german``) and ``tiny`` (a few seconds: the shapes
@@ -57,13 +58,24 @@ def presets() -> ml_collections.ConfigDict:
       "leace": ("LEACE", "leace", {}),
       "a_clarc": ("A-ClArC", "a_clarc", {}),
       "rr_clarc": ("RR-ClArC", "rr_clarc", {}),
+      # the bottleneck family, as fine-tuning on the debias split (threshold 0.5); all but IRENE
+      # never read the protected attribute
+      "irene": ("IRENE", "information_removal", {}),
+      "online": ("Voronoi (unsup.)", "voronoi_debiasing", {}),
+      "lff": ("LfF", "learning_from_failure", {}),
+      "jtt": ("JTT", "just_train_twice", {}),
+      # concept erasure without the protected attribute: the concept is the model's own
+      # predictions on the debias split, reweighed independent of the target
+      "leace_mined": ("LEACE (mined)", "leace", {"concept": "mined"}),
+      "p_clarc_mined": ("P-ClArC (mined)", "p_clarc", {"concept": "mined"}),
       "dvge": ("DVGE-D", "dvge", {"encoder": "factor"}),
       "dvge_n": ("DVGE-N", "dvge", {"encoder": "vae"}),
   }
   images = {
       "p_clarc": {"at": "stage2", "pooling": "none"},
       "mass_mean": {"at": "pool"},
-      "leace": {"at": "pool"},
+      "leace": {"at": "pool"}, "leace_mined": {"at": "pool"},
+      "p_clarc_mined": {"at": "stage2", "pooling": "none"},
       "a_clarc": {"layer": "stage3", "pooling": "none"},
       "rr_clarc": {"layer": "stage3", "pooling": "none", "lam": 10.0},
       "random": {"num_candidates": 16},
@@ -71,6 +83,8 @@ def presets() -> ml_collections.ConfigDict:
       "adversarial": {"epochs": 2, "critic_steps": 20, "actor_steps": 10},
       "zhang": {"num_steps": 60, "warmup_steps": 30},
       "finetune": {"num_steps": 30},
+      "irene": {"num_steps": 60}, "online": {"num_steps": 60}, "lff": {"num_steps": 60},
+      "jtt": {"num_steps": 60},
   }
   tables = {"random": {"num_candidates": 101}, "adversarial": {"epochs": 16},
              "dvge": {"vae_epochs": 40}, "dvge_n": {"vae_epochs": 40}}

@@ -69,3 +69,22 @@ def test_refusals_and_jtt_weights():
   np.testing.assert_array_equal(lff.jtt_weights([0, 1, 1], [0, 0, 1], 50), [1, 50, 1])
   with pytest.raises(ValueError, match="lambda_up"):
     lff.jtt_weights([0], [0], 0)
+
+
+def test_jtt_up_weights_the_first_runs_errors_and_stacked_seeds_equal_single_runs():
+  from debiasjax import evaluate
+  model, _, data = _setup()
+  data["y"] = (data["x"][:, 0] > 0).astype(np.int32) * 3      # classes 0 and 3 of 4
+  keys = jax.random.split(jax.random.key(1), 2)
+  run = dict(first_epochs=1, num_epochs=2, lambda_up=5.0, batch_size=10, tx=optax.adam(1e-2))
+  first, final, errors = lff.jtt(model, data["x"], data["y"], key=keys, **run)
+  assert errors.shape == (2, 40)
+  np.testing.assert_array_equal(
+      errors, evaluate.predicted_classes(model, first, data["x"], stacked=True) != data["y"])
+  # a single run's data order is seed 0, as stacked seed 0's
+  alone = lff.jtt(model, data["x"], data["y"], key=keys[0], **run)
+  np.testing.assert_array_equal(alone[2], errors[0])
+  for a, b in zip(jax.tree.leaves(alone[1]), jax.tree.leaves(final)):
+    np.testing.assert_allclose(np.asarray(b[0]), np.asarray(a), rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="first_epochs"):
+    lff.jtt(model, data["x"], data["y"], key=keys, **{**run, "first_epochs": 0})

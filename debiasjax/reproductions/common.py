@@ -1,0 +1,6 @@
+"""What the reproductions share."""
+
+
+def silent(message: str) -> None:
+  """The default ``log``: says nothing."""
+  del message
