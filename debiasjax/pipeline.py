@@ -79,6 +79,8 @@ def check_config(config) -> None:
     _checks.check_int(field, value, 0 if field == "seed" else 1)
   _checks.check_positive("train.learning_rate", config.train.learning_rate)
   _checks.check_option("explain", config.explain, EXPLAINERS)
+  from debiasjax.explain.rules import COMPOSITES
+  _checks.check_option("lrp_composite", config.lrp_composite, tuple(COMPOSITES))
   _checks.check_option("pareto_metric", config.pareto_metric,
                        ("demographic_parity", "equalized_odds", "equal_opportunity",
                         "average_odds"))
@@ -325,6 +327,7 @@ def saliency_summaries(config, trained: Trained, *, log: Callable[[str], None] =
   from debiasjax.metrics import saliency as sal
 
   test = trained.bench.test.take(slice(0, config.n_explain))
+  composite = explain.rules.named(config.lrp_composite, bounds=tuple(config.pixel_range))
   height, width = test.x.shape[1:3]
   mask = roi_mask(test.roi, height, width)
   progress = _inner_progress(log)
@@ -333,7 +336,8 @@ def saliency_summaries(config, trained: Trained, *, log: Callable[[str], None] =
     step = None if progress is None else (
         lambda task, done, total: progress(f"{label}: explaining {task}", done, total))
     return np.asarray(sal.normalize(explain.saliency_maps(
-        apply_fn, v, test.x, test.y, method=config.explain, progress=step), "max_abs"))
+        apply_fn, v, test.x, test.y, method=config.explain, composite=composite,
+        progress=step), "max_abs"))
 
   own = [label for label, d in trained.result.debiased.items()
          if not (d.apply_fn == trained.model.apply and d.variables is trained.variables)]
@@ -371,7 +375,9 @@ def saliency_section(config, trained: Trained, workdir: str, *,
 
   test, maps_by_row, summaries = saliency_summaries(config, trained, log=log)
   table = saliency_table(summaries)
-  method = ("LRP (EpsilonPlusFlat, BatchNorm folded)" if config.explain == "lrp"
+  from debiasjax.explain.rules import COMPOSITE_NAMES
+  method = (f"LRP ({COMPOSITE_NAMES[config.lrp_composite]}, BatchNorm folded)"
+            if config.explain == "lrp"
             else "integrated gradients (50 Gauss-Legendre steps, zero baseline)")
   body = (f"{method} of the true label on the first {len(test)} test images, channel-summed and "
           "normalised per image as DetoxAI does (|R| / 2 max|R|). RRF = share of relevance in the "

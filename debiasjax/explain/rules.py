@@ -267,3 +267,20 @@ COMPOSITES = {
     "epsilon_alpha2_beta1_flat": epsilon_alpha2_beta1_flat,
     "epsilon_gamma_box": epsilon_gamma_box,
 }
+
+
+COMPOSITE_NAMES = {"lrp_zero": "LRP-0", "epsilon_plus": "EpsilonPlus",
+                   "epsilon_plus_flat": "EpsilonPlusFlat",
+                   "epsilon_alpha2_beta1": "EpsilonAlpha2Beta1",
+                   "epsilon_alpha2_beta1_flat": "EpsilonAlpha2Beta1Flat",
+                   "epsilon_gamma_box": "EpsilonGammaBox"}
+
+
+def named(name: str, *, bounds=(0.0, 1.0)) -> Composite:
+  """The composite of ``name`` (a key of :data:`COMPOSITES`); ``bounds``: the inputs' range,
+  the z-box rule's (``epsilon_gamma_box`` only)."""
+  if name not in COMPOSITES:
+    raise ValueError(f"composite: expected one of {list(COMPOSITES)}, got {name!r}")
+  if name == "epsilon_gamma_box":
+    return epsilon_gamma_box(*bounds)
+  return COMPOSITES[name]()

@@ -2,9 +2,11 @@
 kernel under all of them (``debiasjax.metrics.confusion``), threshold sweeps
 (``debiasjax.metrics.sweep``) and saliency-localisation metrics (``debiasjax.metrics.saliency``:
 RRF, HRF, MRR, DET, ADR, DIF, RDDT), and per-group tables of any metric with ratio metrics and
-intersectional groups of any sensitive features (``debiasjax.metrics.frame``)."""
+intersectional groups of any sensitive features (``debiasjax.metrics.frame``), and rank
+correlation with bootstrap intervals and counts of significant tests across cells
+(``debiasjax.metrics.association``)."""
 
-from debiasjax.metrics import confusion, frame, saliency, sweep
+from debiasjax.metrics import association, confusion, frame, saliency, sweep
 from debiasjax.metrics.confusion import (
     GroupRates,
     accuracy_from_confusion,
@@ -35,8 +37,9 @@ from debiasjax.metrics.frame import (
 )
 from debiasjax.metrics.sweep import confusion_at_thresholds
 
-__all__ = ["GroupRates", "accuracy", "accuracy_from_confusion", "average_odds_difference",
-           "balanced_accuracy", "balanced_accuracy_from_confusion", "confusion",
+__all__ = ["GroupRates", "accuracy", "accuracy_from_confusion", "association",
+           "average_odds_difference", "balanced_accuracy", "balanced_accuracy_from_confusion",
+           "confusion",
            "confusion_at_thresholds", "demographic_parity_difference",
            "equal_opportunity_difference", "equalized_odds_difference", "group_confusion",
            "group_rates", "rates_from_confusion", "saliency", "savani_objective_v1",

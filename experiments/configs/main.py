@@ -140,6 +140,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   config.bias = "statistical_parity"             # its bias measure
   config.pareto_metric = "equalized_odds"
   config.explain = "lrp" if images else "none"   # lrp / ig / none
+  # LRP's composite (explain.rules.COMPOSITES): EpsilonGammaBox, not zennit's EpsilonPlusFlat,
+  # whose z+ maps follow the stem's border activations and hardly see the accessory
+  # (python -m experiments.saliency_control; docs/reproductions.md)
+  config.lrp_composite = "epsilon_gamma_box"
+  config.pixel_range = (0.0, 1.0)                # the images' range: the z-box rule's bounds
   config.n_explain = 512
   config.cache_dir = "runs/cache"
   config.save_models = True                      # every model into <workdir>/models (reloadable)
