@@ -3,7 +3,6 @@ uninterrupted sweep writes; the research-question numbers from hand-made cells."
 
 import glob
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -17,15 +16,10 @@ class Killed(Exception):
 
 
 def test_a_killed_sweep_resumes_to_the_same_results(tmp_path):
+  """Killed while computing its second cell, the sweep keeps the first; rerun, it computes only
+  the second, and its first cell is what an uninterrupted sweep computes there."""
   config = get_config("tiny")                 # two phis, two methods, one seed, LRP
   config.job.cache_dir = str(tmp_path / "cache")
-  whole = sweep(config, str(tmp_path / "whole"))
-  for name in ("sweep.md", "sweep.csv", "results.json", "report.md", "fig3_lrp_tie.png"):
-    assert (tmp_path / "whole" / name).exists(), name
-  assert [r["method"] for r in whole["cells"]["tie-phi0.5-seed0"]] == ["Vanilla", "ThrOpt (EO)",
-                                                                      "LEACE"]
-  shutil.rmtree(phi_sweep.cell_folder(config))  # keep the cached vanilla models only
-
   calls = []
 
   def dies_on_the_second_cell(*args, **kwargs):
@@ -35,23 +29,40 @@ def test_a_killed_sweep_resumes_to_the_same_results(tmp_path):
     return phi_sweep.run_cell(*args, **kwargs)
 
   with pytest.raises(Killed):
-    sweep(config, str(tmp_path / "resumed"), cell_runner=dies_on_the_second_cell)
+    sweep(config, str(tmp_path / "run"), cell_runner=dies_on_the_second_cell)
   assert len(glob.glob(phi_sweep.cell_folder(config) + "/*.json")) == 1
-  assert not (tmp_path / "resumed" / "results.json").exists()
+  assert not (tmp_path / "run" / "results.json").exists()
   logs = []
-  resumed = sweep(config, str(tmp_path / "resumed"), log=logs.append)
+
+  def counted(*args, **kwargs):
+    calls.append(args[1:])
+    return phi_sweep.run_cell(*args, **kwargs)
+
+  resumed = sweep(config, str(tmp_path / "run"), log=logs.append, cell_runner=counted)
+  assert calls == [("tie", 0.5, 0), ("tie", 0.9, 0), ("tie", 0.9, 0)]
   assert any("tie-phi0.5-seed0: kept" in line for line in logs)
-  assert resumed["cells"].keys() == whole["cells"].keys()
-  for name, rows in whole["cells"].items():
-    for a, b in zip(rows, resumed["cells"][name]):
-      assert a.keys() == b.keys()
-      for k in set(a) - {"seconds"}:          # a method's time is not a result
-        if isinstance(a[k], float):
-          np.testing.assert_allclose(b[k], a[k], rtol=1e-6, atol=1e-9, err_msg=f"{name} {k}")
-        else:
-          assert a[k] == b[k]
-  record = json.loads((tmp_path / "resumed" / "results.json").read_text())
-  assert record["questions"] == json.loads(json.dumps(whole["questions"]))
+  for name in ("sweep.md", "sweep.csv", "results.json", "report.md", "fig3_lrp_tie.png"):
+    assert (tmp_path / "run" / name).exists(), name
+  assert [r["method"] for r in resumed["cells"]["tie-phi0.5-seed0"]] == [
+      "Vanilla", "ThrOpt (EO)", "LEACE"]
+  # what an uninterrupted sweep computes for the kept cell
+  uninterrupted = phi_sweep.run_cell(config, "tie", 0.5, 0)
+  for a, b in zip(uninterrupted, resumed["cells"]["tie-phi0.5-seed0"]):
+    assert a.keys() == b.keys()
+    for k in set(a) - {"seconds"}:            # a method's time is not a result
+      if isinstance(a[k], float):
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-6, atol=1e-9, err_msg=k)
+      else:
+        assert a[k] == b[k], k
+  # and rerun once more, everything is kept and the files are the same
+  again = sweep(config, str(tmp_path / "again"), cell_runner=counted)
+  assert len(calls) == 3
+  first = json.loads((tmp_path / "run" / "results.json").read_text())
+  second = json.loads((tmp_path / "again" / "results.json").read_text())
+  assert first["cells"] == second["cells"] and first["questions"] == second["questions"]
+  assert again["summary"] == resumed["summary"]
+  assert (tmp_path / "run" / "sweep.csv").read_text() == (tmp_path / "again" / "sweep.csv"
+                                                            ).read_text()
 
 
 def _cell(eo, adr, rrf, p):
