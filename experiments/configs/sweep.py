@@ -37,7 +37,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.phis = "0.5,0.9"
     config.accessories = "tie"
     config.seeds = "0"
-    config.methods = "thropt_eo,leace"
+    config.methods = "thropt_dp,thropt_eo"
     config.attributions = "lrp"
     config.job.n_explain = 8
   return config

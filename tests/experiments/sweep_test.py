@@ -44,7 +44,7 @@ def test_a_killed_sweep_resumes_to_the_same_results(tmp_path):
   for name in ("sweep.md", "sweep.csv", "results.json", "report.md", "fig3_lrp_tie.png"):
     assert (tmp_path / "run" / name).exists(), name
   assert [r["method"] for r in resumed["cells"]["tie-phi0.5-seed0"]] == [
-      "Vanilla", "ThrOpt (EO)", "LEACE"]
+      "Vanilla", "ThrOpt (DP)", "ThrOpt (EO)"]
   # what an uninterrupted sweep computes for the kept cell
   uninterrupted = phi_sweep.run_cell(config, "tie", 0.5, 0)
   for a, b in zip(uninterrupted, resumed["cells"]["tie-phi0.5-seed0"]):
