@@ -85,6 +85,13 @@ def variables_of(state: TrainState) -> dict:
   return {"params": state.params, **state.model_state}
 
 
+def initial_variables(model, key: jax.Array, x) -> dict:
+  """``model``'s variables initialised on one row of ``x``: from one PRNG key, or stacked along
+  K for [K] keys (the initial states of K seeds)."""
+  init = lambda k: model.init(k, x[:1])   # noqa: E731
+  return jax.vmap(init)(key) if key.ndim == 1 else init(key)
+
+
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array,
                            weight: Optional[jax.Array] = None) -> jax.Array:
   """Softmax cross-entropy with integer labels, averaged with optional sample weights."""

@@ -164,8 +164,7 @@ def jtt(model, x, y, *, key, first_epochs: int, num_epochs: int, lambda_up: floa
   x, y = np.asarray(x), np.asarray(y)
   stacked = key.ndim == 1
   steps = len(y) // batch_size
-  init = lambda k: model.init(k, x[:1])   # noqa: E731
-  variables = jax.vmap(init)(key) if stacked else init(key)
+  variables = train.initial_variables(model, key, x)
   erm = train.supervised(model, tx)
   states = (jax.vmap(erm.init) if stacked else erm.init)(key, variables)
   run = dict(key=key, batch_size=batch_size, steps_per_call=steps_per_call, stacked=stacked,

@@ -281,10 +281,12 @@ def mined_from_checkpoints(model, layer: str, checkpoints, template, x, y, *, nu
   return mine(y, jnp.asarray(preds[best]), num_classes), best, scores
 
 
-def _initial(model, key, x, stacked: bool):
-  """Variables of ``model`` from ``key`` (one per key when ``stacked``)."""
-  init = lambda k: model.init(k, x[:1])   # noqa: E731
-  return jax.vmap(init)(key) if stacked else init(key)
+def mined_columns(found: Mined) -> dict:
+  """The debiased run's data columns from mined (or true) bias labels: ``private`` (b*),
+  ``weight`` and ``mi_mask`` (the misaligned samples), as
+  :func:`~debiasjax.methods.irene.irene_trainer` reads them."""
+  return {"private": np.asarray(found.bias), "weight": np.asarray(found.weight),
+          "mi_mask": np.asarray(found.misaligned, np.float32)}
 
 
 def two_runs(model, layer: str, x, y, *, key, num_classes: int, num_epochs: int,
@@ -309,7 +311,7 @@ def two_runs(model, layer: str, x, y, *, key, num_classes: int, num_epochs: int,
   stacked = key.ndim == 1
   n = len(y)
   steps_per_epoch = n // batch_size
-  variables = _initial(model, key, x, stacked)
+  variables = train.initial_variables(model, key, x)
   one = jax.tree.map(lambda a: a[0], variables) if stacked else variables
   features = jax.eval_shape(lambda v, xb: tap(model, layer).activations(v, xb), one, x[:1])
   miner = mining_trainer(model, layer, features, tx, num_classes=num_classes, num_examples=n,
@@ -323,11 +325,9 @@ def two_runs(model, layer: str, x, y, *, key, num_classes: int, num_epochs: int,
   found, e_star, _ = each(lambda s: mined(s, y, num_classes, steps_per_epoch, skip))(state)
   remover = irene.irene_trainer(model, layer, features, num_private=num_classes, alpha=alpha,
                                 gamma=gamma, tx=tx, head_tx=head_tx or irene.sgd())
-  mined_columns = {"private": np.asarray(found.bias), "weight": np.asarray(found.weight),
-                   "mi_mask": np.asarray(found.misaligned, np.float32)}
-  debiased = train.fit(remover, each(remover.init)(key, variables),
-                       {"x": x, "y": y, **mined_columns},
-                       per_model=tuple(mined_columns) if stacked else (), **run)
+  columns = mined_columns(found)
+  debiased = train.fit(remover, each(remover.init)(key, variables), {"x": x, "y": y, **columns},
+                       per_model=tuple(columns) if stacked else (), **run)
   return train.variables_of(state), train.variables_of(debiased), found, e_star
 
 
@@ -365,10 +365,9 @@ def voronoi_debiasing(*, num_steps: int = 500, batch_size: int = 64, alpha: floa
 
   def columns(ctx) -> dict:
     x, y, _ = split_arrays(ctx.data)
-    found = mine(jnp.asarray(y), jnp.asarray(predicted_classes(ctx.model, ctx.variables, x)),
-                 one_row_shape(ctx).shape[-1])
-    return {"private": np.asarray(found.bias), "weight": np.asarray(found.weight),
-            "mi_mask": np.asarray(found.misaligned, np.float32)}
+    return mined_columns(mine(jnp.asarray(y),
+                              jnp.asarray(predicted_classes(ctx.model, ctx.variables, x)),
+                              one_row_shape(ctx).shape[-1]))
 
   return FineTuning(trainer, num_steps, batch_size, objective=objective, layer=layer,
                     columns=columns)

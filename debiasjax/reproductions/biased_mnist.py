@@ -163,8 +163,8 @@ def run_rho(config, rho: float, methods, *, log: Callable[[str], None] = _silent
     # the reference's --bias_supervised: the debiased run given the true colours instead of b*
     done = timed("oracle")
     trained["oracle"] = _irene_run(model, layer, tx, head_tx, keys, fit, bench.train,
-                                   _mined_columns(online.mine(bench.train.y, bench.train.group,
-                                                              10)),
+                                   online.mined_columns(online.mine(bench.train.y,
+                                                                    bench.train.group, 10)),
                                    alpha=config.online.alpha, gamma=config.online.gamma)
     done()
   if "irene" in methods:
@@ -179,8 +179,9 @@ def run_rho(config, rho: float, methods, *, log: Callable[[str], None] = _silent
                         ema=config.lff.ema)
     # the biased network from its own initialisation (the reference's two models)
     other = jax.random.split(jax.random.fold_in(jax.random.key(d.seed), 1), config.seeds)
-    init = jax.vmap(lambda k, j: lff.init_biased(t.init(k, model.init(k, given.x[:1])),
-                                                 model.init(j, given.x[:1])))(keys, other)
+    init = jax.vmap(lambda k, v, b: lff.init_biased(t.init(k, v), b))(
+        keys, train.initial_variables(model, keys, given.x),
+        train.initial_variables(model, other, given.x))
     state = train.fit(t, init, {"x": given.x, "y": given.y, "index": np.arange(d.n_train)},
                       **fit)
     trained["lff"] = train.variables_of(state)
@@ -209,23 +210,18 @@ def run_rho(config, rho: float, methods, *, log: Callable[[str], None] = _silent
   return out
 
 
-def _mined_columns(found) -> dict:
-  """The debiased run's columns from mined (or true) bias labels."""
-  return {"private": np.asarray(found.bias), "weight": np.asarray(found.weight),
-          "mi_mask": np.asarray(found.misaligned, np.float32)}
-
-
 def _irene_run(model, layer, tx, head_tx, keys, fit, split, columns, *, alpha, gamma):
   """IRENE's trainer from scratch on ``split`` with ``columns`` (``private``, optionally
   ``weight`` and ``mi_mask``) shared by every seed."""
   from debiasjax import train
   from debiasjax.methods import irene
   from debiasjax.models.taps import tap
-  init_one = lambda k: model.init(k, split.x[:1])   # noqa: E731
-  features = jax.eval_shape(tap(model, layer).activations, init_one(keys[0]), split.x[:1])
+  variables = train.initial_variables(model, keys, split.x)
+  features = jax.eval_shape(tap(model, layer).activations,
+                            jax.tree.map(lambda a: a[0], variables), split.x[:1])
   t = irene.irene_trainer(model, layer, features, num_private=10, alpha=alpha, gamma=gamma,
                           tx=tx, head_tx=head_tx)
-  init = jax.vmap(lambda k: t.init(k, init_one(k)))(keys)
+  init = jax.vmap(t.init)(keys, variables)
   return train.variables_of(train.fit(t, init, {"x": split.x, "y": split.y, **columns},
                                       **fit))
 

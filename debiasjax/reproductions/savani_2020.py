@@ -37,7 +37,7 @@ def train_seeds(bench, num_seeds: int, epochs: int):
   model = models.MLP()
   keys = jax.random.split(jax.random.key(0), num_seeds)
   trainer = train.supervised(model, optax.adam(1e-3))
-  states = jax.vmap(lambda k: trainer.init(k, model.init(k, bench.train.x[:1])))(keys)
+  states = jax.vmap(trainer.init)(keys, train.initial_variables(model, keys, bench.train.x))
   steps = len(bench.train) // 64
   states = train.fit(trainer, states, {"x": bench.train.x, "y": bench.train.y}, key=keys,
                      num_steps=epochs * steps, batch_size=64, seed=list(range(num_seeds)),
