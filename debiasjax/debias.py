@@ -55,6 +55,7 @@ from debiasjax.methods.representation import Representation
 from debiasjax.methods.finetuning import FineTuning, tune
 from debiasjax.methods.postprocessing import PostProcessor
 from debiasjax.methods.search import Search
+from debiasjax.metrics.fairness import roc_auc
 from debiasjax.report import slug
 from debiasjax.models.taps import penultimate_layer
 
@@ -143,7 +144,8 @@ def _edit(method: ConceptEdit, s: _Setting) -> Fitted:
                            activations=acts["debias"])
   test_scores = edited_scores(s.model, s.variables, layer, method.eraser.apply, state, test.x,
                               acts["test"])
-  return Debiased(edited.apply, s.variables, threshold_rule(0.5), state), test_scores
+  return (Debiased(edited.apply, edited.with_edit(s.variables, state), threshold_rule(0.5), state),
+          test_scores)
 
 
 def _search(method: Search, s: _Setting) -> Fitted:
@@ -297,8 +299,13 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
                                       privileged=privileged),
             "positive_rate": rate, "constant": not CONSTANT < rate < 1 - CONSTANT}
 
+  def ranking(test_scores) -> dict:
+    """The network's own ranking of the target on the test split, whatever its decisions."""
+    return {"auc": float(roc_auc(test.y, test_scores))}
+
   rows = [{"method": "Vanilla", "seconds": 0.0,
-           **summary((scores["test"] > threshold).astype(np.float32))}]
+           **summary((scores["test"] > threshold).astype(np.float32)),
+           **ranking(scores["test"])}]
   setting = _Setting(model, apply_fn, variables, benchmark, scores, privileged, num_groups,
                      jax.random.key(seed), activations)
   debiased = {}
@@ -315,7 +322,8 @@ def debias(model: Union[nn.Module, Callable[[Any, Any], Any]], variables: Any,
     probability = np.asarray(d.decide(test_scores, test.group), np.float32)
     seconds = time.perf_counter() - start
     debiased[label] = d
-    rows.append({"method": label, "seconds": seconds, **summary(probability)})
+    rows.append({"method": label, "seconds": seconds, **summary(probability),
+                 **ranking(test_scores)})
     if log is not None:
       log(f"[{i + 1}/{len(methods)}] {label}: {seconds:.1f}s")
     if progress is not None:

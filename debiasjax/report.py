@@ -194,8 +194,9 @@ def results_csv(rows: Sequence[dict]) -> str:
 NO_CHANGE = 1e-6   # changes this small are float noise (e.g. a constant shift's saliency)
 # The way a change is an improvement: +1 higher is better, -1 lower is better (fairness gaps, and
 # relevance on the protected attribute's region); ADR is the decrease of that relevance.
-BETTER = {"accuracy": 1, "balanced_accuracy": 1, "demographic_parity": -1, "equalized_odds": -1,
-          "equal_opportunity": -1, "average_odds": -1, "rrf": -1, "hrf": -1, "mrr": -1, "adr": 1}
+BETTER = {"accuracy": 1, "balanced_accuracy": 1, "auc": 1, "demographic_parity": -1,
+          "equalized_odds": -1, "equal_opportunity": -1, "average_odds": -1, "rrf": -1, "hrf": -1,
+          "mrr": -1, "adr": 1}
 
 
 def seed_summary(runs: Sequence[Sequence[dict]], keys: Sequence[str], *,

@@ -83,8 +83,7 @@ def save_debiased(path: str, debiased: Any, example_x, *, label: str = "",
   decide_blob = _exported(lambda s, g: jnp.asarray(debiased.decide(s, g), jnp.float32),
                           jax.ShapeDtypeStruct((batch,), jnp.float32),
                           jax.ShapeDtypeStruct((batch,), jnp.int32), platforms=platforms)
-  flat = {"/".join(k): np.asarray(v) for k, v in
-          traverse_util.flatten_dict(jax.device_get(debiased.variables)).items()}
+  flat = flat_variables(debiased.variables)
   threshold = getattr(getattr(debiased, "state", None), "threshold", None)
   meta = {"label": label, "input_shape": list(x.shape[1:]), "input_dtype": str(x.dtype),
           "threshold": (float(threshold) if threshold is not None and np.ndim(threshold) == 0
@@ -107,6 +106,18 @@ def save_debiased(path: str, debiased: Any, example_x, *, label: str = "",
   finally:
     shutil.rmtree(stage, ignore_errors=True)
   return path
+
+
+def flat_variables(variables) -> dict:
+  """``{"params/stage1/conv/kernel": array, ...}``: every leaf by its ``/``-joined path (dict
+  keys; an edit's state by its fields), as ``variables.npz`` holds them."""
+  def name(key) -> str:
+    for attribute in ("key", "name", "idx"):
+      if hasattr(key, attribute):
+        return str(getattr(key, attribute))
+    return str(key)
+  return {"/".join(name(k) for k in path): np.asarray(v) for path, v in
+          jax.tree_util.tree_leaves_with_path(jax.device_get(variables))}
 
 
 def load_debiased(path: str) -> SavedModel:

@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from debiasjax.explain.lrp import check_explain_inputs, check_model_inputs, output_weights
+from debiasjax.explain.lrp import check_explain_inputs, check_model_inputs, output_weights, \
+    program_owner
 
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
@@ -128,6 +129,7 @@ def integrated_gradients_in_groups(apply: Callable, variables, x, targets, *, ba
     variables: the model's variables.
     Other arguments as :func:`integrated_gradients`.
   """
+  apply = program_owner(apply)
   check_model_inputs(apply, variables, x, targets)
   compiled = _compiled_group(apply)
 
@@ -176,6 +178,7 @@ def path_gradient_sum(apply_fn: Callable, x, targets, baseline, alphas, weights)
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_group(apply: Callable):
+def _compiled_group(model: Callable):
+  apply = getattr(model, "apply", model)
   return jax.jit(lambda v, x, t, baseline, alphas, weights: path_gradient_sum(
       lambda x: apply(v, x), x, t, baseline, alphas, weights))

@@ -33,6 +33,7 @@ parameter sets::
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -215,6 +216,17 @@ def check_explain_inputs(forward, x, targets, cache_key=None) -> None:
 _CLASSES: dict = {}
 
 
+def program_owner(model):
+  """``model``, or the owner of a bound ``apply`` (a Linen module's, an
+  :class:`~debiasjax.models.Intervened`'s): bound methods compare by their object's identity,
+  the owners by value, so equal networks built apart (every cell of a sweep) share one compiled
+  program instead of tracing and compiling it again."""
+  owner = getattr(model, "__self__", None)
+  if inspect.ismethod(model) and model.__name__ == "apply" and hasattr(owner, "apply"):
+    return owner
+  return model
+
+
 def check_model_inputs(model, variables, x, targets) -> None:
   """:func:`check_explain_inputs` for a model (or ``apply(variables, x)``) and its variables;
   the output size is cached per model and input shape when the variables are concrete."""
@@ -229,6 +241,7 @@ def lrp(model: nn.Module, variables: Any, x, targets, *,
   """LRP relevance of ``targets`` for a batch, shaped like ``x`` (see :func:`_lrp`); concrete
   inputs are checked first (finite images of a shape the model takes, targets among its
   classes)."""
+  model = program_owner(model)
   check_model_inputs(model, variables, x, targets)
   return _lrp(model, variables, x, targets, composite=composite)
 

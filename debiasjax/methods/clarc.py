@@ -83,9 +83,9 @@ def concept_fit_weights(data, decorrelate: bool):
 
 def fit_edit(edit: ConceptEdit, model, variables, data, *,
              activations: Optional[np.ndarray] = None) -> tuple[Intervened, Any]:
-  """Fits ``edit.eraser`` on ``data`` (the debias split) and returns the edited model
-  (``model.apply`` with the eraser at the layer) and the eraser's state. ``activations``: the
-  layer's outputs on ``data.x`` when already computed."""
+  """Fits ``edit.eraser`` on ``data`` (the debias split) and returns the edited model (the
+  eraser at the layer; it takes ``edited.with_edit(variables, state)``) and the eraser's state.
+  ``activations``: the layer's outputs on ``data.x`` when already computed."""
   _checks.check_option("concept", edit.concept, CONCEPTS)
   layer = edit.layer or penultimate_layer(model, variables, data.x[:1])
   acts = layer_activations(model, variables, data.x, layer) if activations is None else activations
@@ -93,7 +93,7 @@ def fit_edit(edit: ConceptEdit, model, variables, data, *,
     from debiasjax.evaluate import predicted_classes
     data = data.replace(group=predicted_classes(model, variables, data.x))
   state = edit.eraser.fit(acts, data.group, concept_fit_weights(data, edit.decorrelate))
-  return Intervened(model, layer, functools.partial(edit.eraser.apply, state)), state
+  return Intervened(model, layer, edit.eraser.apply), state
 
 
 @functools.lru_cache(maxsize=64)

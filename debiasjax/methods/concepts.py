@@ -345,6 +345,7 @@ class ClarcState(NamedTuple):
   gate: Optional[CAV]
 
 
+@functools.cache   # equal settings, one Eraser: edited networks share programs
 def p_clarc(*, cav: str = "signal", pooling: str = "max", reactive: bool = False,
             alpha: float = 1.0, level: str = "clean") -> Eraser:
   """P-ClArC (Anders et al. 2022): ``h(a) = a + alpha (L - v^T pool(a)) v`` with ``v`` a
@@ -380,6 +381,7 @@ class MassMeanState(NamedTuple):
   probe: Optional[CAV]
 
 
+@functools.cache   # equal settings, one Eraser: edited networks share programs
 def mass_mean(*, direction: str = "signal", gated: bool = True,
               pooling: str = "none") -> Eraser:
   """Mass-mean shift ``h(a) = a - (mu_concept - mu_clean)`` (poster ``000``, Marks & Tegmark)

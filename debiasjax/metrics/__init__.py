@@ -24,6 +24,7 @@ from debiasjax.metrics.fairness import (
     equal_opportunity_difference,
     equalized_odds_difference,
     group_rates,
+    roc_auc,
     savani_objective_v1,
     savani_objective_v2,
 )
@@ -42,7 +43,7 @@ __all__ = ["GroupRates", "accuracy", "accuracy_from_confusion", "association",
            "confusion",
            "confusion_at_thresholds", "demographic_parity_difference",
            "equal_opportunity_difference", "equalized_odds_difference", "group_confusion",
-           "group_rates", "rates_from_confusion", "saliency", "savani_objective_v1",
+           "group_rates", "rates_from_confusion", "roc_auc", "saliency", "savani_objective_v1",
            "savani_objective_v2", "signed_difference", "sweep", "unsigned_gap", "frame",
            "GroupTable", "by_group", "demographic_parity_ratio", "disparate_impact",
            "encode_groups", "equalized_odds_ratio"]

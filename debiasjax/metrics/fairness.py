@@ -155,6 +155,25 @@ def balanced_accuracy(y_true, y_pred, *, sample_weight=None) -> Array:
   return balanced_accuracy_from_confusion(_overall(y_true, y_pred, sample_weight))
 
 
+def roc_auc(y_true, scores) -> Array:
+  """Area under the ROC curve of ``scores`` for binary ``y_true``: the chance that a random
+  positive scores above a random negative, ties counting one half (Mann-Whitney U over average
+  ranks; scikit-learn ``roc_auc_score``). Threshold-free: whether a network still ranks the
+  target, whatever its decision threshold. NaN when a class is absent."""
+  y = jnp.asarray(y_true).astype(jnp.float32)
+  s = jnp.asarray(scores, jnp.float32)
+  if y.shape != s.shape or y.ndim != 1:
+    raise ValueError(f"y_true, scores: expected two vectors of one length, got {y.shape} and "
+                     f"{s.shape}")
+  ordered = jnp.sort(s)
+  ranks = (jnp.searchsorted(ordered, s, side="left") + jnp.searchsorted(ordered, s, side="right")
+           + 1) / 2.0
+  positives = jnp.sum(y)
+  negatives = y.size - positives
+  u = jnp.sum(ranks * y) - positives * (positives + 1) / 2
+  return u / (positives * negatives)
+
+
 def savani_objective_v1(bias, accuracy_, *, lam: float = 0.75) -> Array:
   """Savani et al. (arXiv v1) objective ``lam |bias| + (1 - lam)(1 - accuracy)``; lower is better.
 

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
@@ -116,17 +117,31 @@ def tap_from_functions(features: Callable[[Any, Any], Any], head: Callable[[Any,
   return Tap(features, apply, forward)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+EDIT = "edit"   # the variables' collection that holds an Intervened network's fitted edit
+
+
+@dataclasses.dataclass(frozen=True)
 class Intervened:
-  """A model whose ``layer`` output is replaced by ``edit(a)`` at every call: P-ClArC,
-  mass-mean shifts and LEACE become part of the network, so scoring (``.apply``), LRP and
-  integrated gradients see the edited model. Hashable by identity (a static jit argument)."""
+  """A model whose ``layer`` output is replaced by ``edit(state, a)`` at every call, ``state``
+  being the fitted edit in ``variables["edit"]`` (:meth:`with_edit`): P-ClArC, mass-mean shifts
+  and LEACE become part of the network, so scoring (``.apply``), LRP and integrated gradients
+  see the edited model. The state is an input, not a constant of the program, and equal
+  (model, layer, edit) compare equal (a static jit argument): every network edited at one layer
+  by one eraser shares one compiled program, whatever it was fitted on."""
   model: nn.Module
   layer: str
-  edit: Edit
+  edit: Callable[[Any, Any], Any]
 
   def apply(self, variables, x, **kwargs):
-    return tap(self.model, self.layer).apply(variables, x, self.edit, **kwargs)
+    variables = dict(variables)
+    state = variables.pop(EDIT)
+    return tap(self.model, self.layer).apply(variables, x, functools.partial(self.edit, state),
+                                             **kwargs)
+
+  @staticmethod
+  def with_edit(variables, state) -> dict:
+    """The model's ``variables`` with the fitted edit ``state``: what :meth:`apply` takes."""
+    return {**variables, EDIT: state}
 
 
 def top_level_call_order(model: nn.Module, variables, x) -> list[str]:

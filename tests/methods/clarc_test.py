@@ -123,8 +123,39 @@ def test_p_clarc_result_is_the_model_with_the_edit_inside():
   head = variables["params"]["head"]
   edited = C.project_to(state.cav)(a)
   expected = edited @ head["kernel"] + head["bias"][None]
-  np.testing.assert_allclose(np.asarray(edited_model.apply(variables, jnp.asarray(split.x))),
+  edited_variables = edited_model.with_edit(variables, state)
+  np.testing.assert_allclose(np.asarray(edited_model.apply(edited_variables, jnp.asarray(split.x))),
                              np.asarray(expected), atol=1e-5)
+
+
+def test_networks_edited_alike_share_one_compiled_program():
+  """P-ClArC fitted on two splits, on models built apart: equal networks whose fitted edits
+  are inputs, so LRP and integrated gradients lower once for both, and each explains its own
+  edit (the same relevance as the network with its edit written in)."""
+  from debiasjax import explain
+  from tests.compilations import count_compilations
+  x = jnp.asarray(_split(n=8, seed=9).x)
+  targets = jnp.ones(8, jnp.int32)
+  fitted = []
+  for seed in (0, 1):
+    model, variables = _tiny_mlp()
+    edited, state = clarc.fit_edit(clarc.at_layer("layer2", C.p_clarc(), decorrelate=False),
+                                   model, variables, _split(seed=seed))
+    fitted.append((edited.apply, edited.with_edit(variables, state), model, variables, state))
+  assert fitted[0][0].__self__ == fitted[1][0].__self__     # the Intervened networks
+  with count_compilations() as lowered:
+    maps = [(explain.lrp(apply, v, x, targets),
+             explain.integrated_gradients_in_groups(apply, v, x, targets, steps=8))
+            for apply, v, *_ in fitted]
+  assert lowered.count("jit(_lrp)") == 1 and lowered.count("jit(<lambda>)") == 1, lowered
+  for (lrp_map, ig_map), (_, _, model, variables, state) in zip(maps, fitted):
+    written_in = lambda v, xs, s=state: tap(model, "layer2").apply(
+        v, xs, lambda a: C.p_clarc().apply(s, a))
+    np.testing.assert_allclose(lrp_map, explain.lrp(written_in, variables, x, targets),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ig_map, explain.integrated_gradients_in_groups(
+        written_in, variables, x, targets, steps=8), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(maps[0][0], maps[1][0])
 
 
 def test_rr_clarc_learns_to_ignore_the_concept():

@@ -191,3 +191,14 @@ def test_savani_objectives():
 def test_bad_input_raises_clear_value_error(call, message):
   with pytest.raises(ValueError, match=message):
     call()
+
+
+def test_roc_auc_equals_scikit_learn_with_ties():
+  rng = np.random.default_rng(3)
+  y = rng.integers(0, 2, 300)
+  scores = np.round(rng.uniform(size=300) + 0.3 * y, 1)        # many ties
+  np.testing.assert_allclose(M.roc_auc(y, scores), skm.roc_auc_score(y, scores), atol=1e-6)
+  assert float(M.roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4])) == 1.0
+  assert float(M.roc_auc([0, 0, 1, 1], [0.5, 0.5, 0.5, 0.5])) == 0.5
+  with pytest.raises(ValueError, match="y_true, scores"):
+    M.roc_auc([0, 1], [0.5])
