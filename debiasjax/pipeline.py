@@ -161,8 +161,8 @@ def build_methods(config) -> dict:
   factory of :mod:`debiasjax.methods` and its keyword arguments (``kwargs``, updated by the
   data kind's ``images`` / ``tables`` entry); ``at`` places an eraser at a layer and ``concept``
   chooses its concept (``"mined"``: b*, without the protected attribute); with
-  ``objective=True`` Savani's objective is built from ``config.objective`` / ``config.bias``
-  (and the preset's ``margin`` under v2)."""
+  ``objective=True`` Savani's objective is built from ``config.objective`` / ``config.bias`` /
+  ``config.epsilon`` (and the preset's ``margin`` under v2)."""
   from debiasjax import methods
   kind = data_kind(config)
   built = {}
@@ -174,7 +174,8 @@ def build_methods(config) -> dict:
     margin = kwargs.pop("margin", 0.0)
     if preset.get("objective", False):
       kwargs["objective"] = methods.Objective(
-          config.objective, config.bias, margin=margin if config.objective == "v2" else 0.0)
+          config.objective, config.bias, epsilon=config.epsilon,
+          margin=margin if config.objective == "v2" else 0.0)
     try:
       method = getattr(methods, preset.factory)(**kwargs)
     except TypeError as error:
@@ -558,7 +559,7 @@ def _train_evaluate_and_write(config, stage: str, *, command: str, log: Callable
 # --- Seed sweep ----------------------------------------------------------------------------------
 
 SEED_OUTPUTS = ("seeds.md", "seeds.json", "seeds.csv")
-SEED_TABLE = (("balanced_accuracy", "Bal.acc"), ("demographic_parity", "DP"),
+SEED_TABLE = (("balanced_accuracy", "Bal.acc"), ("auc", "AUC"), ("demographic_parity", "DP"),
               ("equalized_odds", "EO"), ("equal_opportunity", "EOpp"))
 SEED_SALIENCY = (("rrf", "RRF"), ("hrf", "HRF"), ("adr", "ADR"), ("rddt", "RDDT significant"))
 

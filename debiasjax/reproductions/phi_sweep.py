@@ -1,7 +1,7 @@
 r"""Seed 001's quantitative experiment: every method's equalized odds next to the saliency
 metrics (RRF, HRF, ADR, DIF, RDDT) with LRP and with IG, for each Yule's phi of the training
-data and each accessory (its Fig. 3; appendix Figs. 4-6), and its two research questions as
-numbers.
+data and each accessory (its Fig. 3; appendix Figs. 4-6), the average maps per (protected
+attribute, target) at one phi (its Fig. 2), and its two research questions as numbers.
 
 A *cell* is one (accessory, phi, seed): the main job on those data (vanilla model trained or
 cached, every method fitted on the debias split and evaluated on the balanced test split) and
@@ -33,6 +33,7 @@ SALIENCY = ("rrf", "hrf", "mrr", "adr", "dif", "rddt", "rddt_p")
 FIGURE_METRICS = (("equalized_odds", "EO"), ("balanced_accuracy", "Bal.acc"), ("rrf", "RRF"),
                   ("hrf", "HRF"), ("adr", "ADR"), ("dif", "DIF"))
 SHIFTS = (("adr", "ADR"), ("rrf_fall", "RRF fall"), ("hrf_fall", "HRF fall"))
+SAME_MAPS = 1e-7      # |ADR| and |RRF change| below this: the network's maps are Vanilla's
 
 
 def cells_of(config) -> list[tuple[str, float, int]]:
@@ -66,28 +67,49 @@ def cell_config(config, accessory: str, phi: float, seed: int):
 def cell_folder(config) -> str:
   """Where the cells of these settings are kept (``cache_dir/sweep-<digest>``)."""
   shape = config.to_dict()
-  for key in ("phis", "accessories", "seeds"):
-    shape.pop(key)
+  for key in ("phis", "accessories", "seeds", "fig2_phi"):
+    shape.pop(key, None)
   digest = hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()
   return os.path.join(config.job.cache_dir, f"sweep-{digest[:16]}")
 
 
 def run_cell(config, accessory: str, phi: float, seed: int, *,
-             log: Callable[[str], None] = _silent) -> list[dict]:
+             log: Callable[[str], None] = _silent) -> tuple[list[dict], dict]:
   """One cell: the main job's rows (every method, Vanilla first) with each attribution's
-  saliency metrics as ``<attribution>_<metric>``."""
+  saliency metrics as ``<attribution>_<metric>``, and each network's average map per
+  (protected group, target) on the explained test images: ``{"<attribution>/<method>":
+  [2, 2, H, W]}`` (each image's signed map scaled to max |R| = 1; Fig. 2), with ``"roi"`` the
+  share of those images whose accessory box covers each pixel."""
   from debiasjax import pipeline
+  from debiasjax.data.dataset import roi_mask
   job = cell_config(config, accessory, phi, seed)
   trained = pipeline.train_and_debias(job, log=log)
   rows = [{k: v for k, v in r.items() if k != "ci"} for r in trained.result.rows]
+  maps = {}
   for name in attributions_of(config):
     one = job.copy_and_resolve_references()
     one.explain = name
-    _, _, summaries = pipeline.saliency_summaries(one, trained, log=log)
+    test, by_row, summaries = pipeline.saliency_summaries(one, trained, log=log)
     for r in rows:
       r.update({f"{name}_{k}": summaries[r["method"]][k] for k in SALIENCY
                 if k in summaries[r["method"]]})
-  return json.loads(json.dumps(rows, default=float))
+    for label, m in by_row.items():
+      maps[f"{name}/{label}"] = group_target_means(m, test.group, test.y)
+    maps["roi"] = roi_mask(test.roi, *test.x.shape[1:3]).mean(0)
+  return json.loads(json.dumps(rows, default=float)), maps
+
+
+def group_target_means(maps, group, target) -> np.ndarray:
+  """``[2, 2, H, W]``: the mean map of the images of each (protected group, target); zeros
+  where a cell has no image."""
+  maps, group, target = np.asarray(maps), np.asarray(group), np.asarray(target)
+  out = np.zeros((2, 2) + maps.shape[1:], np.float32)
+  for g in (0, 1):
+    for t in (0, 1):
+      chosen = (group == g) & (target == t)
+      if chosen.any():
+        out[g, t] = maps[chosen].mean(0)
+  return out
 
 
 def sweep(config, workdir: str, *, command: str = "", overwrite: bool = False,
@@ -123,8 +145,9 @@ def _outputs(config, cells, stage, *, command, log, cell_runner) -> dict:
       log(f"[{i + 1}/{len(cells)}] {name}: kept from {folder}")
       continue
     t = time.perf_counter()
-    rows = cell_runner(config, accessory, phi, seed, log=_silent)
-    atomic_write(path, json.dumps(rows))
+    rows, maps = cell_runner(config, accessory, phi, seed, log=_silent)
+    _save_maps(os.path.join(folder, name + ".maps.npz"), maps)
+    atomic_write(path, json.dumps(rows))     # last: a cell is kept once its rows are
     results[name] = rows
     done_here += 1
     per_cell = (time.perf_counter() - start) / done_here
@@ -133,8 +156,17 @@ def _outputs(config, cells, stage, *, command, log, cell_runner) -> dict:
     log(f"[{i + 1}/{len(cells)}] {name}: {time.perf_counter() - t:.0f}s; about "
         f"{left * per_cell / 60:.1f} min left")
   summary = summarise(results, cells, attributions_of(config))
+  for attribution in attributions_of(config):
+    for accessory in dict.fromkeys(c[0] for c in cells):
+      _figure2(folder, cells, attribution, accessory, float(config.fig2_phi),
+               os.path.join(stage, f"fig2_{attribution}_{accessory}.png"))
   questions = research_questions(results, attributions_of(config), seed=0)
-  tables = sweep_tables(summary, questions, cells, attributions_of(config))
+  overview = method_overview(results, cells, attributions_of(config))
+  tables = {"overview": ("Every method over all cells: the trend of EO with φ (Spearman), mean "
+                         "EO and balanced accuracy, (near-)constant classifiers, mean ADR and "
+                         "RDDT's significant cells", overview_table(overview,
+                                                                     attributions_of(config)))}
+  tables.update(sweep_tables(summary, questions, cells, attributions_of(config)))
   for attribution in attributions_of(config):
     for accessory in dict.fromkeys(c[0] for c in cells):
       _figure(summary, attribution, accessory,
@@ -143,16 +175,76 @@ def _outputs(config, cells, stage, *, command, log, cell_runner) -> dict:
   text = "\n\n".join([f"# Seed 001's phi sweep\n\n`{command}`\n\n{len(cells)} cells "
                       f"(accessory x phi x seed), {time.perf_counter() - start:.0f}s in this "
                       f"run; cells kept in `{folder}`."] +
-                     [f"## {title}\n\n{table}" for title, table in tables.items()]) + "\n"
+                     [f"## {title}\n\n{table}" for title, table in tables.values()]) + "\n"
   atomic_write(os.path.join(stage, "sweep.md"), text)
   atomic_write(os.path.join(stage, "report.md"), text)
   atomic_write(os.path.join(stage, "results.json"), json.dumps(
       {"command": command, "provenance": provenance(), "config": config.to_dict(),
-       "tables": {k.split(":")[0].lower().replace(" ", "_"): v for k, v in tables.items()},
-       "summary": summary, "questions": questions, "cells": results}, indent=1,
-      default=float))
+       "tables": {key: table for key, (_, table) in tables.items()},
+       "summary": summary, "questions": questions, "overview": overview, "cells": results},
+      indent=1, default=float))
   log("\n" + text)
-  return {"cells": results, "summary": summary, "questions": questions}
+  return {"cells": results, "summary": summary, "questions": questions, "overview": overview}
+
+
+def _save_maps(path: str, maps: dict) -> None:
+  import io
+
+  from debiasjax.report import atomic_write
+  buf = io.BytesIO()
+  np.savez_compressed(buf, **{k.replace("/", "|"): v for k, v in maps.items()})
+  atomic_write(path, buf.getvalue())
+
+
+def _load_maps(path: str) -> dict:
+  if not os.path.exists(path):
+    return {}
+  with np.load(path) as f:
+    return {k.replace("|", "/"): f[k] for k in f.files}
+
+
+# Fig. 2's columns: the paper's six networks, as the presets label them
+FIG2_METHODS = ("Vanilla", "ThrOpt (EO)", "Adversarial", "Zhang", "A-ClArC", "RR-ClArC")
+
+
+def _figure2(folder: str, cells, attribution: str, accessory: str, phi: float,
+             path: str) -> None:
+  """Fig. 2: each network's average map per (protected group, target) at the sweep's phi
+  nearest ``phi``, averaged over the seeds; a row per (PA, T), a column per network (red:
+  relevance for the image's true class, blue: against it)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  phis = sorted({c[1] for c in cells if c[0] == accessory})
+  at = min(phis, key=lambda p: abs(p - phi))
+  runs = [_load_maps(os.path.join(folder, _cell_name(*c) + ".maps.npz")) for c in cells
+          if c[0] == accessory and c[1] == at]
+  runs = [r for r in runs if r]
+  if not runs:
+    return
+  labels = [k.split("/", 1)[1] for k in runs[0] if k.startswith(attribution + "/")]
+  shown = [m for m in FIG2_METHODS if m in labels] or labels
+  combos = ((0, 0), (0, 1), (1, 0), (1, 1))
+  fig, axes = plt.subplots(4, len(shown), figsize=(1.6 * len(shown) + 0.6, 7.0), squeeze=False)
+  for j, method in enumerate(shown):
+    mean = np.mean([r[f"{attribution}/{method}"] for r in runs], axis=0)
+    for i, (g, t) in enumerate(combos):
+      ax, m = axes[i, j], mean[g, t]
+      bound = float(np.abs(m).max()) or 1.0
+      ax.imshow(m, cmap="bwr", vmin=-bound, vmax=bound)    # red: for the true class
+      if "roi" in runs[0]:
+        ax.contour(runs[0]["roi"], levels=[0.5], colors="black", linewidths=0.8)
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if i == 0:
+        ax.set_title(method, fontsize=8)
+      if j == 0:
+        ax.set_ylabel(f"PA={g}, T={t}", fontsize=8)
+  fig.suptitle(f"{attribution.upper()}, {accessory}, φ = {at:g}: mean map per (protected "
+               f"attribute, target), {len(runs)} seed(s)", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
 
 
 def _value(row: dict, attribution: str, metric: str):
@@ -182,9 +274,10 @@ def summarise(results: dict, cells, attributions) -> dict:
 
 def shift_pairs(results: dict, attribution: str) -> dict:
   """Across every (cell, method other than Vanilla): each saliency shift and the fall in EO
-  against the same cell's Vanilla, and RDDT's p-values per method."""
+  against the same cell's Vanilla, whether the method changed the network's maps (``changed``:
+  not a post-processor, whose maps are Vanilla's), and RDDT's p-values per method."""
   pairs = {name: [] for name, _ in SHIFTS}
-  eo_fall, p_values = [], {}
+  eo_fall, changed, p_values = [], [], {}
   for rows in results.values():
     vanilla = next(r for r in rows if r["method"] == "Vanilla")
     for r in rows:
@@ -194,55 +287,122 @@ def shift_pairs(results: dict, attribution: str) -> dict:
       pairs["adr"].append(r[f"{attribution}_adr"])
       pairs["rrf_fall"].append(vanilla[f"{attribution}_rrf"] - r[f"{attribution}_rrf"])
       pairs["hrf_fall"].append(vanilla[f"{attribution}_hrf"] - r[f"{attribution}_hrf"])
+      # a mass-mean shift moves the logit by a constant where its probe fires: the same
+      # gradients, maps equal to Vanilla's up to rounding (|ADR| ~ 1e-10)
+      changed.append(abs(r[f"{attribution}_adr"]) > SAME_MAPS or
+                     abs(r[f"{attribution}_rrf"] - vanilla[f"{attribution}_rrf"]) > SAME_MAPS)
       p_values.setdefault(r["method"], []).append(r[f"{attribution}_rddt_p"])
-  return {"eo_fall": eo_fall, "shifts": pairs, "p_values": p_values}
+  return {"eo_fall": eo_fall, "shifts": pairs, "changed": changed, "p_values": p_values}
 
 
 def research_questions(results: dict, attributions, *, seed: int = 0) -> dict:
   """Per attribution: Spearman's rho (bootstrap 95 % interval) of each saliency shift with
-  the fall in EO, and RDDT's significant cells per method."""
+  the fall in EO over every method-cell (as the paper pools them) and over those whose network
+  changed (``changed``: the post-processors left out), and RDDT's significant cells per
+  method."""
   import jax
   from debiasjax.metrics.association import bootstrap_rank_correlation, significant_counts
   out = {}
   for attribution in attributions:
     p = shift_pairs(results, attribution)
-    correlations = {}
+    keep = np.asarray(p["changed"], bool)
+    correlations, changed = {}, {}
     for name, _ in SHIFTS:
       x, y = np.asarray(p["shifts"][name]), np.asarray(p["eo_fall"])
-      if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
-        correlations[name] = bootstrap_rank_correlation(
-            x, y, key=jax.random.key(seed), num_resamples=2000)._asdict()
+      for into, chosen in ((correlations, slice(None)), (changed, keep)):
+        if len(x[chosen]) >= 3 and np.ptp(x[chosen]) > 0 and np.ptp(y[chosen]) > 0:
+          into[name] = bootstrap_rank_correlation(
+              x[chosen], y[chosen], key=jax.random.key(seed), num_resamples=2000)._asdict()
     out[attribution] = {"correlations": correlations, "pairs": len(p["eo_fall"]),
+                        "changed": changed, "changed_pairs": int(keep.sum()),
                         "rddt": significant_counts(p["p_values"], alpha=0.01)}
   return out
 
 
+def method_overview(results: dict, cells, attributions) -> dict:
+  """Per method, over every cell: Spearman's rho of phi with EO (does its bias grow with the
+  training data's?), mean EO and balanced accuracy, how often it is (near-)constant, and per
+  attribution its mean ADR and RDDT's significant cells: the paper's findings as numbers."""
+  from debiasjax.metrics.association import rank_correlation
+  by_name = {_cell_name(*c): c for c in cells}
+  out = {}
+  for method in dict.fromkeys(r["method"] for rows in results.values() for r in rows):
+    picked = [(by_name[name][1], r) for name, rows in results.items() if name in by_name
+              for r in rows if r["method"] == method]
+    phi = np.array([p for p, _ in picked])
+    eo = np.array([r["equalized_odds"] for _, r in picked])
+    entry = {"cells": len(picked),
+             "eo_vs_phi": (float(rank_correlation(phi, eo))
+                           if len(phi) >= 3 and np.ptp(phi) > 0 and np.ptp(eo) > 0 else None),
+             "eo": float(eo.mean()),
+             "balanced_accuracy": float(np.mean([r["balanced_accuracy"] for _, r in picked])),
+             "constant": int(sum(bool(r.get("constant")) for _, r in picked))}
+    for attribution in attributions:
+      adr = [r[f"{attribution}_adr"] for _, r in picked if f"{attribution}_adr" in r]
+      p = [r[f"{attribution}_rddt_p"] for _, r in picked if f"{attribution}_rddt_p" in r]
+      entry[f"{attribution}_adr"] = float(np.mean(adr)) if adr else None
+      entry[f"{attribution}_rddt"] = int(sum(v < 0.01 for v in p)) if p else None
+    out[method] = entry
+  return out
+
+
+def overview_table(overview: dict, attributions) -> str:
+  from debiasjax.report import markdown_table
+  header = ["Method", "cells", "ρ(φ, EO)", "EO", "Bal.acc", "constant"]
+  for a in attributions:
+    header += [f"ADR ({a.upper()})", f"RDDT ({a.upper()})"]
+  rows = []
+  for method, e in overview.items():
+    row = [method, str(e["cells"]), "-" if e["eo_vs_phi"] is None else f"{e['eo_vs_phi']:+.2f}",
+           f"{e['eo']:.3f}", f"{e['balanced_accuracy']:.3f}", str(e["constant"])]
+    for a in attributions:
+      row += ["-" if e[f"{a}_adr"] is None else f"{e[f'{a}_adr']:+.4f}",
+              "-" if e[f"{a}_rddt"] is None else f"{e[f'{a}_rddt']} / {e['cells']}"]
+    rows.append(row)
+  return markdown_table(header, rows)
+
+
 def sweep_tables(summary: dict, questions: dict, cells, attributions) -> dict:
+  """``{key: (title, markdown table)}``: EO and each attribution's RRF per phi and method
+  (``eo_<accessory>``, ``rrf_<attribution>_<accessory>``), balanced accuracy
+  (``bal_acc_<accessory>``), and the research questions (``rq1_<attribution>``,
+  ``rq2_<attribution>``)."""
   from debiasjax.report import markdown_table
   tables = {}
   phis = list(dict.fromkeys(c[1] for c in cells))
+  header = ["Method"] + [f"φ = {p:g}" for p in phis]
   for accessory in dict.fromkeys(c[0] for c in cells):
     first = summary[attributions[0]][accessory]
-    tables[f"Equalized odds, {accessory} (mean ± sd over seeds)"] = markdown_table(
-        ["Method"] + [f"φ = {p:g}" for p in phis],
-        [[m] + [_cell(v["equalized_odds"].get(str(p))) for p in phis] for m, v in first.items()])
+    tables[f"eo_{accessory}"] = (
+        f"Equalized odds, {accessory} (mean ± sd over seeds)", markdown_table(
+            header, [[m] + [_cell(v["equalized_odds"].get(str(p))) for p in phis]
+                     for m, v in first.items()]))
+    tables[f"bal_acc_{accessory}"] = (
+        f"Balanced accuracy, {accessory}", markdown_table(
+            header, [[m] + [_cell(v["balanced_accuracy"].get(str(p))) for p in phis]
+                     for m, v in first.items()]))
     for attribution in attributions:
       s = summary[attribution][accessory]
-      tables[f"RRF with {attribution.upper()}, {accessory}"] = markdown_table(
-          ["Method"] + [f"φ = {p:g}" for p in phis],
-          [[m] + [_cell(v["rrf"].get(str(p)), 3) for p in phis] for m, v in s.items()])
+      tables[f"rrf_{attribution}_{accessory}"] = (
+          f"RRF with {attribution.upper()}, {accessory}", markdown_table(
+              header, [[m] + [_cell(v["rrf"].get(str(p)), 3) for p in phis]
+                       for m, v in s.items()]))
   for attribution in attributions:
     q = questions[attribution]
-    tables[f"Research question 1 with {attribution.upper()}: saliency shift against the fall in "
-           f"EO ({q['pairs']} method-cells)"] = markdown_table(
-        ["Shift", "Spearman ρ", "95 % bootstrap interval"],
-        [[label, f"{q['correlations'][name]['estimate']:+.2f}",
-          f"[{q['correlations'][name]['low']:+.2f}, {q['correlations'][name]['high']:+.2f}]"]
-         for name, label in SHIFTS if name in q["correlations"]])
-    tables[f"Research question 2 with {attribution.upper()}: cells where RDDT is significant "
-           f"(p < 0.01)"] = markdown_table(
-        ["Method", "significant / cells"],
-        [[m, f"{k} / {n}"] for m, (k, n) in q["rddt"].items()])
+    interval = lambda c: (f"{c['estimate']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
+                          if c else "-")
+    tables[f"rq1_{attribution}"] = (
+        f"Research question 1 with {attribution.upper()}: Spearman's ρ [95 % bootstrap "
+        f"interval] of each saliency shift with the fall in EO", markdown_table(
+            ["Shift", f"all method-cells ({q['pairs']})",
+             f"networks changed ({q['changed_pairs']}; no post-processor)"],
+            [[label, interval(q["correlations"].get(name)), interval(q["changed"].get(name))]
+             for name, label in SHIFTS]))
+    tables[f"rq2_{attribution}"] = (
+        f"Research question 2 with {attribution.upper()}: cells where RDDT is significant "
+        f"(p < 0.01)", markdown_table(
+            ["Method", "significant / cells"],
+            [[m, f"{k} / {n}"] for m, (k, n) in q["rddt"].items()]))
   return tables
 
 

@@ -238,3 +238,25 @@ def test_faces_with_both_accessories_from_the_config(tmp_path):
   assert phis["wears_necktie"]["train"]["phi"] == pytest.approx(0.8, abs=0.05)
   assert phis["wears_hat"]["train"]["phi"] == pytest.approx(0.4, abs=0.05)
   np.testing.assert_array_equal(bench.test.group, bench.test.attributes.all(1))
+
+
+def test_the_poster_preset_aligns_the_tie_with_the_smile_in_training():
+  config = get_config("poster,tiny")
+  pipeline.check_config(config)
+  bench = pipeline.load_benchmark(config)
+  # no conflicting face in training; the debias and test splits hold all four cells
+  assert np.all(bench.train.y == bench.train.group)
+  for split in (bench.debias, bench.test):
+    assert {(int(g), int(y)) for g, y in zip(split.group, split.y)} == {(0, 0), (0, 1), (1, 0),
+                                                                         (1, 1)}
+  assert pipeline.method_names(config)[2:4] == ["p_clarc", "mass_mean"]
+  with pytest.raises(ValueError, match="poster"):
+    get_config("census,poster")
+
+
+def test_the_weight_methods_objective_takes_the_configured_bound():
+  config = config_of("tiny", methods="adversarial,zhang", bias="equalized_odds", epsilon=0.1)
+  for method in pipeline.build_methods(config).values():
+    assert method.objective.bias == "equalized_odds" and method.objective.epsilon == 0.1
+  with pytest.raises(ValueError, match="epsilon"):
+    pipeline.build_methods(config_of("tiny", methods="adversarial", epsilon=0.01))
