@@ -111,12 +111,7 @@ def save_debiased(path: str, debiased: Any, example_x, *, label: str = "",
 def flat_variables(variables) -> dict:
   """``{"params/stage1/conv/kernel": array, ...}``: every leaf by its ``/``-joined path (dict
   keys; an edit's state by its fields), as ``variables.npz`` holds them."""
-  def name(key) -> str:
-    for attribute in ("key", "name", "idx"):
-      if hasattr(key, attribute):
-        return str(getattr(key, attribute))
-    return str(key)
-  return {"/".join(name(k) for k in path): np.asarray(v) for path, v in
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): np.asarray(v) for path, v in
           jax.tree_util.tree_leaves_with_path(jax.device_get(variables))}
 
 

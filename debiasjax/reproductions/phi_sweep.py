@@ -156,10 +156,6 @@ def _outputs(config, cells, stage, *, command, log, cell_runner) -> dict:
     log(f"[{i + 1}/{len(cells)}] {name}: {time.perf_counter() - t:.0f}s; about "
         f"{left * per_cell / 60:.1f} min left")
   summary = summarise(results, cells, attributions_of(config))
-  for attribution in attributions_of(config):
-    for accessory in dict.fromkeys(c[0] for c in cells):
-      _figure2(folder, cells, attribution, accessory, float(config.fig2_phi),
-               os.path.join(stage, f"fig2_{attribution}_{accessory}.png"))
   questions = research_questions(results, attributions_of(config), seed=0)
   overview = method_overview(results, cells, attributions_of(config))
   tables = {"overview": ("Every method over all cells: the trend of EO with φ (Spearman), mean "
@@ -171,6 +167,8 @@ def _outputs(config, cells, stage, *, command, log, cell_runner) -> dict:
     for accessory in dict.fromkeys(c[0] for c in cells):
       _figure(summary, attribution, accessory,
               os.path.join(stage, f"fig3_{attribution}_{accessory}.png"))
+      _figure2(folder, cells, attribution, accessory, float(config.fig2_phi),
+               os.path.join(stage, f"fig2_{attribution}_{accessory}.png"))
   atomic_write(os.path.join(stage, "sweep.csv"), _csv(results))
   text = "\n\n".join([f"# Seed 001's phi sweep\n\n`{command}`\n\n{len(cells)} cells "
                       f"(accessory x phi x seed), {time.perf_counter() - start:.0f}s in this "
@@ -323,7 +321,7 @@ def method_overview(results: dict, cells, attributions) -> dict:
   """Per method, over every cell: Spearman's rho of phi with EO (does its bias grow with the
   training data's?), mean EO and balanced accuracy, how often it is (near-)constant, and per
   attribution its mean ADR and RDDT's significant cells: the paper's findings as numbers."""
-  from debiasjax.metrics.association import rank_correlation
+  from debiasjax.metrics.association import rank_correlation, significant_counts
   by_name = {_cell_name(*c): c for c in cells}
   out = {}
   for method in dict.fromkeys(r["method"] for rows in results.values() for r in rows):
@@ -341,7 +339,8 @@ def method_overview(results: dict, cells, attributions) -> dict:
       adr = [r[f"{attribution}_adr"] for _, r in picked if f"{attribution}_adr" in r]
       p = [r[f"{attribution}_rddt_p"] for _, r in picked if f"{attribution}_rddt_p" in r]
       entry[f"{attribution}_adr"] = float(np.mean(adr)) if adr else None
-      entry[f"{attribution}_rddt"] = int(sum(v < 0.01 for v in p)) if p else None
+      entry[f"{attribution}_rddt"] = (significant_counts({method: p}, alpha=0.01)[method][0]
+                                      if p else None)
     out[method] = entry
   return out
 

@@ -7,8 +7,9 @@ r"""Seed 001's phi sweep (``python -m experiments.sweep``).
 accessory, phi and seed.
 
 The CPU default draws the faces at 32 pixels with a stronger smile (``smile_strength`` 3) and
-trains 8 epochs: its vanilla model at phi = 0.8 (balanced accuracy 0.70, EO 0.37) leans on the
-tie as the main job's 64-pixel one does (0.73, 0.43), at a quarter of the pixels. One cell of
+trains 8 epochs: its vanilla model at phi = 0.8 (balanced accuracy 0.68, EO 0.44 on the tie over
+three seeds: docs/reproductions.md) leans on the tie as the main job's 64-pixel one does (0.73,
+0.43), at a quarter of the pixels. One cell of
 the ten methods with LRP and IG takes about 6 minutes at 64 pixels on 2 cores (training 40 s,
 Zhang 37 s, IG 14 s per network), so 36 cells would take over 3 hours.
 """
