@@ -10,8 +10,14 @@ r"""Benchmark: our convolution and max-pool paths against XLA's own operations, 
    3x3/2 max-pool's, XLA's own against ``models.layers``.
 5. The DVGE decoder's 4x4/2 transposed convolutions (forward + both gradients): XLA's dilated
    form against ``models.layers.conv_transpose_2x`` (four stride-1 2x2 convolutions).
+6. Against PyTorch (``--torch``, needs the test requirements): a torchvision ResNet-18 (width
+   64, two classes) and our twin with the same weights, the training step (forward, backward,
+   Adam; train-mode BatchNorm) and the eval forward at 64x64 and 128x128, torch on 2 threads.
+7. Where the training step's time goes: each distinct convolution of that ResNet-18 at 64x64,
+   batch 32, forward, input gradient and weight gradient, ours against torch's.
 
-Prints milliseconds and the ratio (XLA / ours). Results are recorded in docs/benchmarks.md.
+Prints milliseconds and the ratio (XLA / ours, torch / ours). Results are recorded in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from experiments.cli import define_record_flag, save_record, show_table, timed
 define_record_flag()
 flags.DEFINE_integer("repeats", 5, "Timed repetitions per measurement (after one warm-up).")
 flags.DEFINE_integer("batch", 64, "Batch size.")
+flags.DEFINE_bool("torch", True, "Sections 6 and 7: against PyTorch (needs torch).")
+flags.DEFINE_integer("threads", 2, "PyTorch's CPU threads.")
 FLAGS = flags.FLAGS
 
 
@@ -154,6 +162,108 @@ def transpose_table(batch: int) -> list:
   return rows
 
 
+def torch_timed_ms(fn) -> float:
+  """Median wall time of ``fn()`` in ms (PyTorch on the CPU runs synchronously)."""
+  return 1000 * timed(fn, FLAGS.repeats)
+
+
+def torch_step_table() -> list:
+  """Section 6: ResNet-18 (width 64) training step and eval forward, ours against PyTorch's."""
+  import torch
+
+  from debiasjax import models, train
+  from tests.torch_peers import import_torch_peers, resnet_variables, to_torch_images
+  torchvision = import_torch_peers()[3]
+  torch.set_num_threads(FLAGS.threads)
+  torch.manual_seed(0)
+  net = torchvision.models.resnet18(num_classes=2)
+  model = models.ResNet18(num_classes=2, width=64)
+  variables = resnet_variables(net)
+  trainer = train.supervised(model, optax.adam(1e-3))
+  update, forward = jax.jit(trainer.update), jax.jit(lambda v, x: model.apply(v, x))
+  optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+  rng = np.random.default_rng(0)
+  rows = []
+  for kind, side, batch in (("training step", 64, 32), ("training step", 64, 64),
+                            ("training step", 96, 32), ("training step", 128, 32),
+                            ("eval forward", 64, 64), ("eval forward", 128, 32)):
+    x = rng.uniform(size=(batch, side, side, 3)).astype(np.float32)
+    y = (rng.uniform(size=batch) < 0.5).astype(np.int32)
+    xt, yt = to_torch_images(torch, x), torch.as_tensor(y, dtype=torch.long)
+    if kind == "training step":
+      state = trainer.init(jax.random.key(0), variables)
+      b = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
+      ours = timed_ms(update, state, b, jax.random.key(0))
+
+      def step():
+        net.train()
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()
+        optimizer.step()
+      theirs = torch_timed_ms(step)
+    else:
+      ours = timed_ms(forward, variables, jnp.asarray(x))
+
+      def infer():
+        with torch.no_grad():
+          return net.eval()(xt)
+      theirs = torch_timed_ms(infer)
+    rows.append([f"{kind}, {side}×{side}, batch {batch}", f"{theirs:.1f}", f"{ours:.1f}",
+                 f"{theirs / ours:.2f}×", f"{1000 * batch / ours:.0f}"])
+  return rows
+
+
+def torch_conv_table() -> list:
+  """Section 7: each distinct convolution of ResNet-18 (width 64) at 64x64, batch 32: forward,
+  input gradient and weight gradient, ours (the models' conv) against torch's, with the count
+  per network; the input gradient of the stem is not part of a training step."""
+  import torch
+
+  from debiasjax.models import layers
+  torch.set_num_threads(FLAGS.threads)
+  dn = ("NHWC", "HWIO", "NHWC")
+  rng = np.random.default_rng(0)
+  rows, totals = [], np.zeros(6)
+  for name, hw, cin, cout, k, s, count in (
+      ("stem 7×7/2, 64→32, 3→64", 64, 3, 64, 7, 2, 1),
+      ("stage1 3×3/1, 16, 64→64", 16, 64, 64, 3, 1, 4),
+      ("stage2 3×3/2, 16→8, 64→128", 16, 64, 128, 3, 2, 1),
+      ("stage2 3×3/1, 8, 128→128", 8, 128, 128, 3, 1, 3),
+      ("stage2 1×1/2 shortcut", 16, 64, 128, 1, 2, 1),
+      ("stage3 3×3/2, 8→4, 128→256", 8, 128, 256, 3, 2, 1),
+      ("stage3 3×3/1, 4, 256→256", 4, 256, 256, 3, 1, 3),
+      ("stage3 1×1/2 shortcut", 8, 128, 256, 1, 2, 1),
+      ("stage4 3×3/2, 4→2, 256→512", 4, 256, 512, 3, 2, 1),
+      ("stage4 3×3/1, 2, 512→512", 2, 512, 512, 3, 1, 3),
+      ("stage4 1×1/2 shortcut", 4, 256, 512, 1, 2, 1)):
+    pad = ((k // 2, k // 2),) * 2
+    x = jnp.asarray(rng.normal(size=(32, hw, hw, cin)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, cin, cout)) * 0.05, jnp.float32)
+    conv = lambda x, w: layers.conv_general_dilated(x, w, (s, s), pad, dimension_numbers=dn)
+    g = jnp.ones_like(conv(x, w))
+    ours = [timed_ms(jax.jit(conv), x, w),
+            timed_ms(jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0]), x, w, g),
+            timed_ms(jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0]), x, w, g)]
+    xt = torch.tensor(np.asarray(x).transpose(0, 3, 1, 2)).contiguous().requires_grad_(True)
+    wt = torch.tensor(np.asarray(w).transpose(3, 2, 0, 1)).contiguous().requires_grad_(True)
+    yt = torch.nn.functional.conv2d(xt, wt, stride=s, padding=k // 2)
+    gt = torch.ones_like(yt)
+
+    def forward():
+      with torch.no_grad():
+        return torch.nn.functional.conv2d(xt, wt, stride=s, padding=k // 2)
+    theirs = [torch_timed_ms(forward),
+              torch_timed_ms(lambda: torch.autograd.grad(yt, xt, gt, retain_graph=True)),
+              torch_timed_ms(lambda: torch.autograd.grad(yt, wt, gt, retain_graph=True))]
+    row = [name]
+    for o, t in zip(ours, theirs):
+      row += [f"{o:.2f}", f"{t:.2f}"]
+    rows.append(row + [str(count)])
+    totals += count * np.array([v for pair in zip(ours, theirs) for v in pair])
+  rows.append(["all convolutions (× count)", *(f"{v:.1f}" for v in totals), ""])
+  return rows
+
+
 def main(argv):
   del argv
   b = FLAGS.batch
@@ -166,7 +276,13 @@ def main(argv):
              loop_table(b))
   show_table(tables, "stem", ["op"] + ms, stem_table(b))
   show_table(tables, "transpose", ["4×4/2 transposed conv"] + ms, transpose_table(b))
-  save_record(tables, batch=b)
+  if FLAGS.torch:
+    show_table(tables, "torch_step", ["ResNet-18 (width 64)", "torch 2.13", "ours", "torch / ours",
+                                      "ours, images/s"], torch_step_table())
+    show_table(tables, "torch_conv", ["conv (batch 32, ms)", "fwd ours", "fwd torch",
+                                      "input grad ours", "input grad torch", "weight grad ours",
+                                      "weight grad torch", "count"], torch_conv_table())
+  save_record(tables, batch=b, threads=FLAGS.threads)
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ SOURCES = (
     Source("bench_conv", "experiments.bench_conv", 3),
     Source("bench_postprocessing", "experiments.bench_postprocessing", 1),
     Source("bench_search", "experiments.bench_search", 2),
-    Source("bench_detoxai", "experiments.bench_detoxai", 9),
+    Source("bench_detoxai", "experiments.bench_detoxai", 13),
     Source("bench_explain", "experiments.bench_explain", 25),
     Source("bench_explain_per_layer", "experiments.bench_explain", 2, args=("--per_layer",)),
     Source("memory", "experiments.memory", 6),
