@@ -27,7 +27,8 @@ from debiasjax import _checks
 
 IMAGE_DATA = ("faces", "celeba")
 TABLE_DATA = ("census", "adult", "bank", "compas", "german")
-MODELS = {"images": ("resnet18", "resnet34", "resnet50"), "tables": ("mlp",)}   # RESNETS' keys
+MODELS = {"images": ("resnet18", "resnet34", "resnet50", "wide_resnet50_2", "resnext50_32x4d"),
+          "tables": ("mlp",)}   # RESNETS' keys for images
 DEFAULT_PROTECTED = {"census": "sex", "adult": "sex", "german": "sex", "compas": "race",
                      "bank": "age", "celeba": "Wearing_Necktie"}
 EXPLAINERS = ("lrp", "ig", "none")

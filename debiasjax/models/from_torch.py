@@ -1,9 +1,10 @@
 """Bring your own model: a torchvision ResNet's ``state_dict`` as one of our Flax ResNets.
 
 ``resnet_from_state_dict(state_dict) -> (model, variables)`` reads any torchvision ResNet
-(ResNet-18/34/50/101/152, any width and number of classes, BasicBlock or Bottleneck, BatchNorm
-statistics included) and builds the equal Flax module: our ResNets follow torchvision's layer
-order, padding and strides (v1.5), so every tensor maps one to one -- convolutions
+(ResNet-18/34/50/101/152, the wide ResNets and ResNeXt: any width, number of classes,
+``groups`` and ``width_per_group``, BasicBlock or Bottleneck, BatchNorm statistics included)
+and builds the equal Flax module: our ResNets follow torchvision's layer order, padding and
+strides (v1.5), so every tensor maps one to one -- convolutions
 ``OIHW -> HWIO``, the classifier transposed, BatchNorm ``weight, bias, running_mean,
 running_var`` to ``scale, bias, mean, var`` (eps 1e-5, as torchvision's). A 3x3 first
 convolution is read as the CIFAR-style stem (``small_images=True``: stride 1, no max-pool), the
@@ -31,7 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from debiasjax.models.resnet import BasicBlock, BottleneckBlock, ResNet
+from debiasjax.models.resnet import BasicBlock, BottleneckBlock, ResNet, bottleneck_width
 
 _BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")
 
@@ -53,6 +54,24 @@ def _plain_keys(state_dict: Mapping[str, Any]) -> dict:
     if not key.endswith("num_batches_tracked"):
       out[key] = value
   return out
+
+
+def _grouping(sd: dict, width: int) -> tuple[int, int]:
+  """``(groups, width_per_group)`` of a bottleneck ResNet, from its first block's 3x3
+  convolution: ``[inner, inner / groups, 3, 3]`` with ``inner = int(width * width_per_group /
+  64) * groups``."""
+  kernel = _array(sd["layer1.0.conv2.weight"])
+  inner, per_group = kernel.shape[:2]
+  if kernel.ndim != 4 or per_group == 0 or inner % per_group:
+    raise ValueError(f"state_dict: 'layer1.0.conv2.weight' should be [inner, inner / groups, 3, "
+                     f"3], got {kernel.shape}")
+  groups = inner // per_group
+  width_per_group = per_group * 64 // width
+  if bottleneck_width(width, groups, width_per_group) != inner:
+    raise ValueError(f"state_dict: 'layer1.0.conv2.weight' {kernel.shape} is no torchvision "
+                     f"bottleneck of {width} planes (inner width int({width} * width_per_group / "
+                     f"64) * groups)")
+  return groups, width_per_group
 
 
 def _architecture(sd: dict) -> tuple[tuple[int, ...], Any, int, int, bool]:
@@ -84,6 +103,7 @@ def resnet_from_state_dict(state_dict: Mapping[str, Any]) -> tuple[ResNet, dict]
   missing, left over or of the wrong shape."""
   sd = _plain_keys(state_dict)
   stages, block_cls, width, classes, small = _architecture(sd)
+  groups, width_per_group = _grouping(sd, width) if block_cls is BottleneckBlock else (1, 64)
   used = set()
 
   def take(key, shape=None):
@@ -95,8 +115,8 @@ def resnet_from_state_dict(state_dict: Mapping[str, Any]) -> tuple[ResNet, dict]
       raise ValueError(f"state_dict: {key!r} has shape {value.shape}, expected {shape}")
     return value
 
-  def conv(prefix):
-    return {"kernel": take(f"{prefix}.weight").transpose(2, 3, 1, 0)}
+  def conv(prefix, shape=None):
+    return {"kernel": take(f"{prefix}.weight", shape).transpose(2, 3, 1, 0)}
 
   def bn(prefix, channels):
     p = {"scale": take(f"{prefix}.weight", (channels,)), "bias": take(f"{prefix}.bias",
@@ -111,13 +131,15 @@ def resnet_from_state_dict(state_dict: Mapping[str, Any]) -> tuple[ResNet, dict]
   for s, count in enumerate(stages):
     features = width * 2**s
     out = features * block_cls.expansion
+    inner = bottleneck_width(features, groups, width_per_group)
     params[f"stage{s + 1}"], stats[f"stage{s + 1}"] = {}, {}
     for j in range(count):
       prefix = f"layer{s + 1}.{j}"
       bp, bs = {}, {}
       for k, name in enumerate(convs):
-        bp[name] = conv(f"{prefix}.{name}")
-        channels = out if k == len(convs) - 1 else features
+        grouped = block_cls is BottleneckBlock and name == "conv2"
+        bp[name] = conv(f"{prefix}.{name}", (inner, inner // groups, 3, 3) if grouped else None)
+        channels = out if k == len(convs) - 1 else features if block_cls is BasicBlock else inner
         bp[f"bn{k + 1}"], bs[f"bn{k + 1}"] = bn(f"{prefix}.bn{k + 1}", channels)
       if f"{prefix}.downsample.0.weight" in sd:
         bp["downsample_conv"] = conv(f"{prefix}.downsample.0")
@@ -131,7 +153,7 @@ def resnet_from_state_dict(state_dict: Mapping[str, Any]) -> tuple[ResNet, dict]
   if left:
     raise ValueError(f"state_dict: tensors a torchvision ResNet does not have: {left[:10]}")
   model = ResNet(stage_sizes=stages, block_cls=block_cls, num_classes=classes, width=width,
-                 small_images=small)
+                 small_images=small, groups=groups, width_per_group=width_per_group)
   return model, {"params": params, "batch_stats": stats}
 
 

@@ -1,11 +1,15 @@
-"""ResNet-18/34/50 (He et al., 2016) in Flax Linen with named stages.
+"""ResNet-18/34/50 (He et al., 2016), wide ResNets and ResNeXt in Flax Linen with named stages.
 
 The module tree is ``stem``, ``stage1`` ... ``stage4``, ``pool``, ``head``; each stage holds
 ``block1`` ... ``blockN``. These names are what :func:`debiasjax.models.tap` reaches, e.g.
 ``tap(model, "stage4")`` or ``tap(model, "stage3/block2")``. Layer order, padding and strides
 follow torchvision's ResNet v1.5 (stride on the 3x3 conv of bottlenecks), so torchvision
 weights map one to one. ``small_images=True`` swaps the 7x7/stride-2 stem and its max-pool for
-one 3x3/stride-1 conv (CIFAR style) for inputs of 32 px or less.
+one 3x3/stride-1 conv (CIFAR style) for inputs of 32 px or less. Bottleneck ResNets take
+torchvision's ``groups`` and ``width_per_group``: the 3x3 convolution of a block with ``planes``
+outputs has ``int(planes * width_per_group / 64) * groups`` channels in ``groups`` groups, so
+``width_per_group=128`` is Wide ResNet-50-2 (Zagoruyko and Komodakis, 2016) and ``groups=32,
+width_per_group=4`` ResNeXt-50 32x4d (Xie et al., 2017).
 
 Example:
   model = ResNet18(num_classes=2, width=16)
@@ -54,21 +58,32 @@ class BasicBlock(nn.Module):
     return nn.relu(layers.Sum(name="add")(x, y))
 
 
+def bottleneck_width(planes: int, groups: int, width_per_group: int) -> int:
+  """Channels of a bottleneck's 3x3 convolution, torchvision's
+  ``int(planes * width_per_group / 64) * groups``."""
+  return int(planes * (width_per_group / 64.0)) * groups
+
+
 class BottleneckBlock(nn.Module):
-  """1x1 reduce, 3x3 (strided), 1x1 expand by 4, with a projection shortcut when shapes differ."""
+  """1x1 reduce, 3x3 (strided, in ``groups`` groups), 1x1 expand to ``4 * features``, with a
+  projection shortcut when shapes differ; the inner width is :func:`bottleneck_width`."""
   features: int
   strides: int
   conv: ModuleDef
   norm: ModuleDef
+  groups: int = 1
+  width_per_group: int = 64
   expansion = 4
 
   @nn.compact
   def __call__(self, x):
     s = (self.strides, self.strides)
     out = self.features * self.expansion
-    y = nn.relu(self.norm(name="bn1")(self.conv(self.features, (1, 1), (1, 1), _pad(1),
+    inner = bottleneck_width(self.features, self.groups, self.width_per_group)
+    y = nn.relu(self.norm(name="bn1")(self.conv(inner, (1, 1), (1, 1), _pad(1),
                                                 name="conv1")(x)))
-    y = nn.relu(self.norm(name="bn2")(self.conv(self.features, (3, 3), s, _pad(3),
+    y = nn.relu(self.norm(name="bn2")(self.conv(inner, (3, 3), s, _pad(3),
+                                                feature_group_count=self.groups,
                                                 name="conv2")(y)))
     y = self.norm(name="bn3")(self.conv(out, (1, 1), (1, 1), _pad(1), name="conv3")(y))
     if x.shape != y.shape:
@@ -120,6 +135,9 @@ class ResNet(nn.Module):
     num_classes: logits produced by ``head``.
     width: channels of the stem and stage 1 (64 in the paper); stage k has ``width * 2**(k-1)``.
     small_images: 3x3 stride-1 stem without max-pool, for inputs of 32 px or less.
+    groups: groups of each bottleneck's 3x3 convolution (ResNeXt; ``BottleneckBlock`` only).
+    width_per_group: channels per group of those convolutions at 64 planes (torchvision's;
+      128 for a wide ResNet; ``BottleneckBlock`` only).
     dtype: computation dtype (parameters stay float32).
   """
   stage_sizes: Sequence[int]
@@ -127,6 +145,8 @@ class ResNet(nn.Module):
   num_classes: int = 2
   width: int = 64
   small_images: bool = False
+  groups: int = 1
+  width_per_group: int = 64
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -135,9 +155,16 @@ class ResNet(nn.Module):
                              conv_general_dilated=layers.conv_general_dilated)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype)
+    block = self.block_cls
+    if (self.groups, self.width_per_group) != (1, 64):
+      if block is not BottleneckBlock:
+        raise ValueError(f"groups, width_per_group: only bottleneck ResNets take them (as "
+                         f"torchvision's), got {self.groups}, {self.width_per_group} with "
+                         f"{getattr(block, '__name__', block)}")
+      block = functools.partial(block, groups=self.groups, width_per_group=self.width_per_group)
     x = Stem(self.width, self.small_images, conv, norm, name="stem")(x)
     for i, num_blocks in enumerate(self.stage_sizes):
-      x = Stage(num_blocks, self.width * 2**i, 1 if i == 0 else 2, self.block_cls, conv, norm,
+      x = Stage(num_blocks, self.width * 2**i, 1 if i == 0 else 2, block, conv, norm,
                 name=f"stage{i + 1}")(x)
     x = layers.GlobalAvgPool(name="pool")(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
@@ -149,5 +176,8 @@ ResNet34: Callable[..., ResNet] = functools.partial(ResNet, stage_sizes=(3, 4, 6
                                                     block_cls=BasicBlock)
 ResNet50: Callable[..., ResNet] = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
                                                     block_cls=BottleneckBlock)
+WideResNet50: Callable[..., ResNet] = functools.partial(ResNet50, width_per_group=128)
+ResNeXt50: Callable[..., ResNet] = functools.partial(ResNet50, groups=32, width_per_group=4)
 
-RESNETS = {"resnet18": ResNet18, "resnet34": ResNet34, "resnet50": ResNet50}   # by config name
+RESNETS = {"resnet18": ResNet18, "resnet34": ResNet34, "resnet50": ResNet50,    # by config name
+           "wide_resnet50_2": WideResNet50, "resnext50_32x4d": ResNeXt50}
