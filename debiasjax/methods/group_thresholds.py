@@ -2,7 +2,10 @@
 
 For every group g, every cut of its scores sorted in decreasing order is a rule ``score > t``
 (and, with ``flip``, ``score < t``), with ``t`` the midpoint between consecutive distinct scores
-(``+inf`` / ``-inf`` at the ends). Each rule is a point ``(x, y)`` = (constraint metric,
+(``+inf`` / ``-inf`` at the ends). New scores are compared with the exact midpoint ``m = (a +
+b) / 2``, as fairlearn's float64 midpoint of float32 scores is: ``t`` is ``m`` rounded to float32
+and ``tie_side = sign(m - t)`` (from the exact error of ``a + b``, Knuth's TwoSum) decides a
+score equal to ``t``. Each rule is a point ``(x, y)`` = (constraint metric,
 objective metric); the upper convex hull of the points (Andrew's monotone chain, built on the
 rates' count numerators so that collinear points are dropped exactly, as in exact arithmetic,
 for integer weights while the numerators stay below 2^24) is every trade-off a randomised
@@ -56,9 +59,11 @@ TIE_TOLERANCE = 5e-7
 class ThresholdState(NamedTuple):
   """A fitted rule: group g predicts positive with probability
   ``p_ignore[g] * constant + (1 - p_ignore[g]) * sum_k weight[g, k] * op_k(score)``, where
-  ``op_k(s) = s > threshold[g, k]`` if ``greater[g, k]`` else ``s < threshold[g, k]``."""
-  threshold: jax.Array   # [G, 2]
+  ``op_k(s) = s > m[g, k]`` if ``greater[g, k]`` else ``s < m[g, k]``, with ``m`` the exact
+  midpoint that ``threshold`` rounds and ``tie_side`` says on which side of it ``m`` lies."""
+  threshold: jax.Array   # [G, 2] the rules' midpoints rounded to float32
   greater: jax.Array     # [G, 2] bool
+  tie_side: jax.Array    # [G, 2] sign(exact midpoint - threshold): decides a score equal to it
   weight: jax.Array      # [G, 2] mixing probabilities p0, p1
   p_ignore: jax.Array    # [G] probability of the constant prediction (equalized odds only)
   constant: jax.Array    # [] positive probability of the constant prediction
@@ -107,6 +112,13 @@ def products_at_least(a, b, c, d):
   return (p1 > p2) | ((p1 == p2) & (e1 >= e2))
 
 
+def _two_sum(a, b):
+  """``a + b`` as ``s + e`` exactly (Knuth's TwoSum)."""
+  s = a + b
+  v = s - a
+  return s, (a - (s - v)) + (b - v)
+
+
 def _upper_hull(x, y, valid):
   """Indices (into x, y) of the upper convex hull of the valid points, which must be sorted by
   (x, y); returns (indices [P], count). Andrew's monotone chain, dropping collinear points,
@@ -146,7 +158,10 @@ def _group_curve(scores, y, w, grid, *, x_metric, y_metric, flip):
   prev = jnp.concatenate([jnp.full(1, jnp.inf), s])             # s[k-1]
   nxt = jnp.concatenate([s, jnp.full(1, -jnp.inf)])              # s[k]
   valid = (k <= n_members) & ((k == 0) | (k == n_members) | (prev != nxt))
-  threshold = jnp.where(k == 0, jnp.inf, jnp.where(k == n_members, -jnp.inf, 0.5 * (prev + nxt)))
+  inner = (k > 0) & (k < n_members)
+  total, error = _two_sum(jnp.where(inner, prev, 0.0), jnp.where(inner, nxt, 0.0))
+  threshold = jnp.where(k == 0, jnp.inf, jnp.where(k == n_members, -jnp.inf, 0.5 * total))
+  tie_side = jnp.where(inner, jnp.sign(error), 0.0)           # m - t = error / 2
 
   ops = [(cum_pos, cum_neg, n_neg - cum_neg, n_pos - cum_pos, True)]
   if flip:
@@ -164,6 +179,7 @@ def _group_curve(scores, y, w, grid, *, x_metric, y_metric, flip):
                    for tp, fp, tn, fn, _ in ops])
   pvalid = interleave([valid] * len(ops))
   pthreshold = interleave([threshold] * len(ops))
+  ptie = interleave([tie_side] * len(ops))
   pgreater = interleave([jnp.full(k.shape, g) for *_, g in ops])
 
   nx_sort = jnp.where(pvalid, nx, jnp.inf)
@@ -182,8 +198,8 @@ def _group_curve(scores, y, w, grid, *, x_metric, y_metric, flip):
   x0, x1 = hx[idx], hx[idx + 1]
   p0 = jnp.where(x1 > x0, (x1 - grid) / jnp.where(x1 > x0, x1 - x0, 1.0), 1.0)
   curve = p0 * hy[idx] + (1 - p0) * hy[idx + 1]
-  ops0 = (pthreshold[point[idx]], pgreater[point[idx]])
-  ops1 = (pthreshold[point[idx + 1]], pgreater[point[idx + 1]])
+  ops0 = (pthreshold[point[idx]], pgreater[point[idx]], ptie[point[idx]])
+  ops1 = (pthreshold[point[idx + 1]], pgreater[point[idx + 1]], ptie[point[idx + 1]])
   return curve, p0, ops0, ops1, n_pos, n_neg, w.sum()
 
 
@@ -205,7 +221,7 @@ def fit_thresholds(scores, y_true, groups, *, num_groups: int, constraint: str, 
   y_metric = "true_positive_rate" if odds else objective
   curve_fn = lambda wg: _group_curve(scores, y, wg, grid, x_metric=x_metric, y_metric=y_metric,
                                      flip=flip)
-  curve, p0, (t0, g0), (t1, g1), n_pos, n_neg, size = jax.vmap(curve_fn)(member)   # [G, K+1]
+  curve, p0, (t0, g0, e0), (t1, g1, e1), n_pos, n_neg, size = jax.vmap(curve_fn)(member)
   if not odds:
     best = first_argmax(jnp.sum(size[:, None] / size.sum() * curve, axis=0), TIE_TOLERANCE)
     p_ignore = jnp.zeros(num_groups)
@@ -223,6 +239,7 @@ def fit_thresholds(scores, y_true, groups, *, num_groups: int, constraint: str, 
   return ThresholdState(
       threshold=jnp.stack([t0[:, best], t1[:, best]], -1),
       greater=jnp.stack([g0[:, best], g1[:, best]], -1),
+      tie_side=jnp.stack([e0[:, best], e1[:, best]], -1),
       weight=jnp.stack([p0[:, best], 1 - p0[:, best]], -1),
       p_ignore=p_ignore, constant=grid[best], x_best=grid[best], y_best=y_best)
 
@@ -230,8 +247,10 @@ def fit_thresholds(scores, y_true, groups, *, num_groups: int, constraint: str, 
 def threshold_probability(state: ThresholdState, scores, groups) -> jax.Array:
   """P(y_hat = 1) of every sample under the fitted rule."""
   s = jnp.asarray(scores, jnp.float32)[:, None]
-  t = state.threshold[groups]                                         # [N, 2]
-  fires = jnp.where(state.greater[groups], s > t, s < t).astype(jnp.float32)
+  t, side = state.threshold[groups], state.tie_side[groups]             # [N, 2]
+  above = (s > t) | ((s == t) & (side < 0))                            # s > the exact midpoint
+  below = (s < t) | ((s == t) & (side > 0))
+  fires = jnp.where(state.greater[groups], above, below).astype(jnp.float32)
   mixed = jnp.sum(state.weight[groups] * fires, axis=-1)
   p_ignore = state.p_ignore[groups]
   return p_ignore * state.constant + (1 - p_ignore) * mixed

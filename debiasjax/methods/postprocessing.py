@@ -192,7 +192,9 @@ def threshold_optimizer(*, constraint: str = "demographic_parity", objective: st
   below 2^24 -- a group's weighted size for every metric but balanced accuracy, whose numerator
   ``TP * N + TN * P`` is at most ``n^2 / 2`` (groups of at most 5,792 rows). Past that, or with
   fractional weights, near-collinear points are decided in float32 like any float
-  implementation, fairlearn's float64 included.
+  implementation, fairlearn's float64 included. New scores get fairlearn's ``_pmf_predict`` of
+  the same float32 values, at the rules' thresholds too: a score there is compared with the
+  exact midpoint of the two fit scores, not with its float32 rounding (``tie_side``).
 
   Example:
     to = threshold_optimizer(constraint="equalized_odds", flip=True)

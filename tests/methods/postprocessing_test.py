@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from debiasjax import metrics as M
-from debiasjax.methods import postprocessing as P
+from debiasjax.methods import group_thresholds, postprocessing as P
 from debiasjax.metrics.sweep import confusion_at_thresholds
 from tests.peers import aif360_datasets, fairlearn_threshold_optimizer
 
@@ -403,6 +403,56 @@ def test_threshold_optimizer_decides_the_reported_collinear_case_as_fairlearn():
   ours = np.asarray(pp.probability(pp.fit(s, y, g), s, g))
   np.testing.assert_allclose(ours, ref, atol=1e-5)
   assert ours[5] == ours[6] == ours[7]          # the three on one line are mixed alike
+
+
+def fresh_scores_case(seed):
+  """Four groups of float32 scores on a coarse grid (many ties) with integer weights."""
+  rng = np.random.default_rng(seed)
+  n = 48
+  g = np.arange(n) % 4
+  y = rng.integers(0, 2, n)
+  y[:8] = [0, 0, 0, 0, 1, 1, 1, 1]                     # both labels in every group
+  s = (rng.integers(0, 6, n) / 5).astype(np.float32)
+  return s, y, g, rng.integers(1, 4, n)
+
+
+def fresh_scores(s):
+  """Scores a fit never saw: the fit values, the midpoints between them (where the rules'
+  thresholds lie, some not representable in float32), points beside those, and beyond both
+  ends of the fit range."""
+  u = np.unique(s).astype(np.float64)
+  mids = (u[1:] + u[:-1]) / 2
+  return np.concatenate([u, mids, mids + 0.01, mids - 0.01, [-0.5, 1.5]]).astype(np.float32)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("objective", ["accuracy", "balanced_accuracy"])
+@pytest.mark.parametrize("constraint", list(group_thresholds.CONSTRAINTS))
+def test_threshold_optimizer_decides_fresh_scores_as_fairlearn(constraint, objective, flip):
+  """New scores get fairlearn's ``_pmf_predict`` (on the same float32 values): at a rule's
+  threshold the exact midpoint of two fit scores decides, as fairlearn's float64 midpoint of
+  float32 scores does. Compared wherever both fitted rules decide the fit rows alike (where
+  fairlearn's float64 hull keeps a collinear point that ours drops exactly, both reach the same
+  rates with other per-sample decisions)."""
+  pp = P.threshold_optimizer(constraint=constraint, objective=objective, flip=flip,
+                             num_groups=4)
+  compared = 0
+  for seed in range(3):
+    s, y, g, w = fresh_scores_case(seed)
+    rows = np.repeat(np.arange(len(s)), w)
+    to = fairlearn_fit(s[rows], y[rows], g[rows], constraint, objective, flip, 1000)
+    state = pp.fit(s, y, g, sample_weight=w)
+    fit_ref = to._pmf_predict(s[:, None].astype(np.float64), sensitive_features=g)[:, 1]
+    if np.abs(np.asarray(pp.probability(state, s, g)) - fit_ref).max() > 1e-4:
+      continue
+    compared += 1
+    fresh = fresh_scores(s)
+    for k in range(4):
+      groups = np.full(len(fresh), k)
+      ref = to._pmf_predict(fresh[:, None].astype(np.float64), sensitive_features=groups)[:, 1]
+      np.testing.assert_allclose(pp.probability(state, fresh, groups), ref, atol=1e-4,
+                                 err_msg=f"seed {seed}, group {k}, scores {fresh}")
+  assert compared >= 2
 
 
 @pytest.mark.parametrize("factory", [
