@@ -61,8 +61,8 @@ def _grouping(sd: dict, width: int) -> tuple[int, int]:
   convolution: ``[inner, inner / groups, 3, 3]`` with ``inner = int(width * width_per_group /
   64) * groups``."""
   kernel = _array(sd["layer1.0.conv2.weight"])
-  inner, per_group = kernel.shape[:2]
-  if kernel.ndim != 4 or per_group == 0 or inner % per_group:
+  inner, per_group = kernel.shape[:2] if kernel.ndim == 4 else (0, 0)
+  if per_group == 0 or inner % per_group:
     raise ValueError(f"state_dict: 'layer1.0.conv2.weight' should be [inner, inner / groups, 3, "
                      f"3], got {kernel.shape}")
   groups = inner // per_group
