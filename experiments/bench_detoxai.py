@@ -2,7 +2,7 @@ r"""DetoxAI side by side at equal work: every method family with the images thro
 counted on both sides, DetoxAI's activation cache cleared, and our pass-count floor.
 
   .venv/bin/pip install -r requirements-bench.txt && .venv/bin/pip install --no-deps detoxai==0.3.8
-  python -m experiments.bench_detoxai                      # all methods, ~12 minutes on 2 cores
+  python -m experiments.bench_detoxai                      # all methods, ~13 minutes on 2 cores
   python -m experiments.bench_detoxai --methods=pclarc,leace
 
 Setting: N = 256 faces of 64x64 in the debias split and 256 in the test split, a torchvision
@@ -259,6 +259,14 @@ def without_activation_cache(run):
       os.remove(path)
 
 
+def torch_dataset(torch, split):
+  """A split as the ``(image NCHW, label, group)`` tensors DetoxAI's loaders iterate."""
+  from tests.torch_peers import to_torch_images
+  return torch.utils.data.TensorDataset(
+      to_torch_images(torch, split.x), torch.as_tensor(split.y, dtype=torch.long),
+      torch.as_tensor(split.group, dtype=torch.long))
+
+
 def time_detoxai(name: str, bench, torch, torch_model, counts: TorchCounts) -> dict:
   """DetoxAI's ``run_correction`` of one method at its default configuration, batch 32."""
   from copy import deepcopy
@@ -268,13 +276,9 @@ def time_detoxai(name: str, bench, torch, torch_model, counts: TorchCounts) -> d
   from detoxai.metrics.fairness_metrics import AllMetrics
   from detoxai.core.interface_helpers import construct_metrics_config
   from detoxai.utils.dataloader import WrappedDataLoader
-  from tests.torch_peers import to_torch_images
 
   def loader(split):
-    dataset = torch.utils.data.TensorDataset(
-        to_torch_images(torch, split.x), torch.as_tensor(split.y, dtype=torch.long),
-        torch.as_tensor(split.group, dtype=torch.long))
-    return WrappedDataLoader(dataset, 2, batch_size=32)
+    return WrappedDataLoader(torch_dataset(torch, split), 2, batch_size=32)
 
   metrics = AllMetrics(construct_metrics_config("all"), class_labels=["A", "B"], num_groups=2)
   method = DETOXAI_NAMES[name]
@@ -302,13 +306,9 @@ def time_detoxai_public(name: str, bench, torch, torch_model, counts: TorchCount
   it re-wraps at batch 1, ``reference/detoxai.md`` §7.2), one method, no Vanilla row. It names
   its experiment by the time of the call, so it never reuses a cache file."""
   import detoxai
-  from tests.torch_peers import to_torch_images
 
   def loader(split):
-    dataset = torch.utils.data.TensorDataset(
-        to_torch_images(torch, split.x), torch.as_tensor(split.y, dtype=torch.long),
-        torch.as_tensor(split.group, dtype=torch.long))
-    return torch.utils.data.DataLoader(dataset, batch_size=32)
+    return torch.utils.data.DataLoader(torch_dataset(torch, split), batch_size=32)
 
   def run(experiment):
     del experiment
